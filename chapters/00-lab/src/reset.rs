@@ -1,0 +1,1 @@
+//! reset (stub, being written)

@@ -1,0 +1,74 @@
+//! `kthw`: the one binary of the book. It only parses arguments and calls the chapter
+//! crates (the library is the lesson; this is the wiring), like youki's CLI over
+//! `libcontainer` or `docker` over containerd's client.
+//!
+//! ## Layout
+//! One file per tool, named after its subcommand; `labs.rs` registers every chapter's lab.
+
+mod completions;
+mod doctor;
+mod lab;
+mod labs;
+mod reset;
+
+use clap::{Parser, Subcommand};
+
+/// Kubernetes the Hard Way, in Rust: containers and Kubernetes built from Linux syscalls up.
+///
+/// Each command group belongs to a chapter of the book; `[ch N]` says which.
+/// Logs go to stderr and are controlled by RUST_LOG (e.g. RUST_LOG=debug).
+#[derive(Debug, Parser)]
+#[command(name = "kthw", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Keep all state (images, containers, the store, ...) under this folder instead of
+    /// /var/lib/kthw and /run/kthw; host-wide names get a prefix of their own.
+    #[arg(long, global = true, env = kthw_lab::state::HOME_ENV, value_name = "DIR")]
+    home: Option<std::path::PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+// ANCHOR: commands
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// [ch 0] Check that this machine can run every chapter (like kubeadm's preflight)
+    Doctor(doctor::Args),
+    /// [ch 0] List the labs, and check a lab's work on this machine
+    #[command(subcommand)]
+    Lab(lab::Command),
+    /// [ch 0] Remove everything kthw made: state, mounts, cgroups, interfaces, iptables rules
+    Reset(reset::Args),
+    /// Print a shell completion script (bash, zsh or fish)
+    Completions(completions::Args),
+}
+// ANCHOR_END: commands
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    if let Some(home) = &cli.home {
+        // SAFETY: nothing else runs yet; later code reads the state paths from here.
+        unsafe { std::env::set_var(kthw_lab::state::HOME_ENV, home) };
+    }
+    let result = match cli.command {
+        Command::Doctor(args) => doctor::run(args),
+        Command::Lab(cmd) => lab::run(cmd),
+        Command::Reset(args) => reset::run(args),
+        Command::Completions(args) => completions::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tracing` to stderr, filtered by `RUST_LOG` (default: warnings only).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
