@@ -1,4 +1,4 @@
-//! `kthw lab list` and `kthw lab check NN [--json FILE]`.
+//! `kthw lab list`, `kthw lab dir` and `kthw lab check NN [--json FILE]`.
 
 use std::process::ExitCode;
 
@@ -9,6 +9,8 @@ use kthw_lab::lab::{self, Context};
 pub enum Command {
     /// List the labs, one per chapter
     List,
+    /// Print the folder where labs ask you to save files (and create it)
+    Dir,
     /// Run a lab's checker: each stage passes or fails; a failure says what to reread
     Check {
         /// The chapter number, e.g. 00 or 0
@@ -26,6 +28,12 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             for lab in &labs {
                 println!("{}  {:<40} {} stages  {}", lab.id, lab.title, lab.stages.len(), lab.sheet);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dir => {
+            let dir = kthw_lab::Paths::from_env().lab();
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            println!("{}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { chapter, json } => {

@@ -6,6 +6,8 @@ use kthw_lab::lab::Lab;
 pub fn all() -> Vec<Lab> {
     vec![
         kthw_lab::lab00::lab(),
+        kthw_namespaces::lab::lab(),
+        kthw_cgroups::lab::lab(),
         // One line per chapter, in order, e.g. `kthw_namespaces::lab::lab(),`
     ]
 }

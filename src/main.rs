@@ -5,10 +5,12 @@
 //! ## Layout
 //! One file per tool, named after its subcommand; `labs.rs` registers every chapter's lab.
 
+mod cgroup;
 mod completions;
 mod doctor;
 mod lab;
 mod labs;
+mod ns;
 mod reset;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +41,12 @@ enum Command {
     Lab(lab::Command),
     /// [ch 0] Remove everything kthw made: state, mounts, cgroups, interfaces, iptables rules
     Reset(reset::Args),
+    /// [ch 1] Run commands in new namespaces, join them, list them (like unshare, nsenter, lsns)
+    #[command(subcommand)]
+    Ns(ns::Command),
+    /// [ch 2] Run a command under cgroup limits (memory, CPU, pids, cpuset); show a cgroup's usage
+    #[command(subcommand)]
+    Cgroup(cgroup::Command),
     /// Print a shell completion script (bash, zsh or fish)
     Completions(completions::Args),
 }
@@ -55,6 +63,8 @@ fn main() -> std::process::ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Lab(cmd) => lab::run(cmd),
         Command::Reset(args) => reset::run(args),
+        Command::Ns(cmd) => ns::run(cmd),
+        Command::Cgroup(cmd) => cgroup::run(cmd),
         Command::Completions(args) => completions::run(args),
     };
     match result {

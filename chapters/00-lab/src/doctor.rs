@@ -1,1 +1,0 @@
-//! doctor (stub, being written)

@@ -1,0 +1,388 @@
+//! System tests of chapter 2: each proves a limit by running into it, on whichever cgroup
+//! version the machine has (v1 or hybrid here, v2 in the lab VMs). They need root.
+//!
+//! Every test works under its own instance name (from `TestHome`), and an `Instance`
+//! guard deletes that whole cgroup tree even when an assertion fails half-way.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kthw_cgroups::cgroup::process_cgroup;
+use kthw_cgroups::{Cgroup, Limits, Stats, Version};
+use kthw_lab::host::CgroupLayout;
+use kthw_lab::require;
+use kthw_lab::systest::{Need, TestHome};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+/// Tests that measure CPU time run one at a time, so they do not take CPU from each other.
+static CPU_BOUND: Mutex<()> = Mutex::new(());
+
+/// One test's cgroup tree, `<mount>/<instance>/...` in every hierarchy, deleted at drop.
+struct Instance {
+    home: TestHome,
+    layout: CgroupLayout,
+}
+
+impl Instance {
+    fn new() -> Instance {
+        Instance { home: TestHome::new(), layout: CgroupLayout::detect().expect("cgroup layout") }
+    }
+
+    /// `<instance>/<name>`, the path of a test cgroup.
+    fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.home.paths.cgroup_root())
+    }
+
+    fn create(&self, name: &str, limits: &Limits) -> Cgroup {
+        let cg = Cgroup::create(&self.layout, &self.path(name)).expect("create cgroup");
+        cg.apply(limits).expect("apply limits");
+        cg
+    }
+
+    /// Whatever of ours is left in any hierarchy.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        let root = self.home.paths.cgroup_root();
+        self.layout.mounts.iter().map(|m| m.path.join(root)).filter(|p| p.exists()).collect()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Ok(cg) = Cgroup::open(&self.layout, self.home.paths.cgroup_root()) {
+            let _ = cg.delete();
+        }
+    }
+}
+
+/// Forks a child that joins `cg` (writing `0` to its `cgroup.procs` files, as
+/// `kthw cgroup run` does) and then runs `body`, exiting with its result. The child only
+/// makes system calls: it is forked from a multi-threaded test harness.
+fn spawn_in(cg: &Cgroup, body: fn() -> i32) -> Pid {
+    let files = cg.join_files().expect("open cgroup.procs");
+    let fds: Vec<i32> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    // SAFETY: the child makes only async-signal-safe calls and ends with `_exit`.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => unsafe {
+            for &fd in &fds {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    libc::_exit(120);
+                }
+            }
+            libc::_exit(body())
+        },
+        ForkResult::Parent { child } => child,
+    }
+}
+
+fn monotonic_ms() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+}
+
+/// Spins for 1.5 s of wall time: all the CPU it is given, no more.
+fn busy_1500ms() -> i32 {
+    let start = monotonic_ms();
+    while monotonic_ms() - start < 1500 {
+        std::hint::spin_loop();
+    }
+    0
+}
+
+fn busy_forever() -> i32 {
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+fn sleep_forever() -> i32 {
+    pause_forever()
+}
+
+fn pause_forever() -> ! {
+    loop {
+        // SAFETY: pause only waits for a signal.
+        unsafe { libc::pause() };
+    }
+}
+
+/// Forks until the kernel refuses; each child sleeps. Returns how many forks worked, or
+/// 200+ if fork failed with something other than `EAGAIN` (the pids limit's error).
+fn fork_until_refused() -> i32 {
+    let mut forked = 0;
+    loop {
+        // SAFETY: the grandchildren only pause and exit.
+        match unsafe { libc::fork() } {
+            0 => pause_forever(),
+            -1 => return if nix::errno::Errno::last() == nix::errno::Errno::EAGAIN { forked } else { 201 },
+            _ => forked += 1,
+        }
+        if forked > 150 {
+            return 202;
+        }
+    }
+}
+
+fn cpu_usage_us(cg: &Cgroup) -> u64 {
+    Stats::read(cg).cpu.expect("cpu accounting").usage_us
+}
+
+fn wait_exit(pid: Pid) -> WaitStatus {
+    waitpid(pid, None).expect("waitpid")
+}
+
+/// The parts of command output that change from run to run (usage numbers, PIDs, the
+/// test's instance name, the cgroup version) replaced by names, so the book can show it.
+fn redacted(instance: &str, text: &str) -> String {
+    let rules = [
+        (instance.to_string(), "kthw".to_string()),
+        (r"run-\d+".into(), "run-[PID]".into()),
+        (r"\((v1|v2|hybrid)\)".into(), "([MODE])".into()),
+        (r"(current|peak) [0-9.]+ (B|KiB|MiB|GiB)".into(), "$1 [SIZE]".into()),
+        (r"used [0-9.]+ s".into(), "used [TIME]".into()),
+        (r"throttled \d+ of \d+ periods \([0-9.]+ s\)".into(), "throttled [N] of [N] periods ([TIME])".into()),
+        (r"memory\.(oom_control|events) oom_kill".into(), "[OOM FILE] oom_kill".into()),
+    ];
+    rules.iter().fold(text.to_string(), |text, (from, to)| {
+        regex(from).replace_all(&text, to.as_str()).into_owned()
+    })
+}
+
+fn regex(pattern: &str) -> regex::Regex {
+    regex::Regex::new(pattern).expect("valid pattern")
+}
+
+macro_rules! snapshot {
+    ($name:expr, $command:expr, $text:expr) => {
+        insta::with_settings!({
+            omit_expression => true,
+            prepend_module_to_snapshot => false,
+            description => $command,
+        }, {
+            insta::assert_snapshot!($name, $text);
+        });
+    };
+}
+
+fn args(words: &[&str]) -> Vec<OsString> {
+    words.iter().map(OsString::from).collect()
+}
+
+// A memory hog under `kthw cgroup run --memory 32M` is killed by the OOM killer at the
+// limit, the run says so, exits 137 (128 + SIGKILL), and leaves no cgroup behind.
+#[test]
+fn memory_hog_is_oom_killed_and_reported() {
+    require!(Need::Root, Need::Controller("memory"));
+    let inst = Instance::new();
+    let hog = ["sh", "-c", r#"a=x; while :; do a="$a$a"; done"#];
+    let limits = Limits::parse(Some("32M"), None, None, None).unwrap();
+    let report = kthw_cgroups::run::run(&inst.layout, &inst.home.paths, &args(&hog), &limits).expect("run");
+
+    assert!(report.oom_killed, "no OOM kill reported: {report:?}");
+    assert_eq!(report.exit_code(), 137);
+    let memory = report.stats.memory.as_ref().expect("memory stats");
+    assert_eq!(memory.max, Some(32 << 20));
+    assert!(memory.oom_kills.unwrap_or(1) >= 1);
+    if let Some(peak) = memory.peak {
+        assert!(peak > 30 << 20 && peak <= 32 << 20, "peak {peak} should be at the limit");
+    }
+    assert!(inst.leftovers().is_empty(), "left behind: {:?}", inst.leftovers());
+    snapshot!(
+        "run-oom",
+        r#"kthw cgroup run --memory 32M -- sh -c 'a=x; while :; do a="$a$a"; done'"#,
+        redacted(&inst.home.paths.instance, &report.render())
+    );
+}
+
+// The limits written by `apply` are in the files of the running version: v1's
+// memory.limit_in_bytes and cpu.cfs_quota_us, or v2's memory.max and cpu.max.
+#[test]
+fn limits_land_in_the_files_of_the_running_version() {
+    require!(Need::Root, Need::Controller("memory"), Need::Controller("pids"), Need::Controller("cpu"));
+    let inst = Instance::new();
+    let cg = inst.create("files", &Limits::parse(Some("64M"), Some("0.5"), Some("20"), Some("0")).unwrap());
+    match cg.version() {
+        Version::V1 => {
+            assert_eq!(cg.read("memory", "memory.limit_in_bytes").as_deref(), Some("67108864"));
+            assert_eq!(cg.read("cpu", "cpu.cfs_quota_us").as_deref(), Some("50000"));
+            assert_eq!(cg.read("cpu", "cpu.cfs_period_us").as_deref(), Some("100000"));
+        }
+        Version::V2 => {
+            assert_eq!(cg.read("memory", "memory.max").as_deref(), Some("67108864"));
+            assert_eq!(cg.read("cpu", "cpu.max").as_deref(), Some("50000 100000"));
+        }
+    }
+    assert_eq!(cg.read("pids", "pids.max").as_deref(), Some("20"));
+    assert_eq!(cg.read("cpuset", "cpuset.cpus").as_deref(), Some("0"));
+    cg.delete().unwrap();
+    assert!(Cgroup::open(&inst.layout, &inst.path("files")).is_err(), "the cgroup is gone");
+}
+
+// A fork loop in a cgroup with pids.max 20 stops at the limit: fork fails with EAGAIN
+// after 19 children (the loop itself is the 20th process).
+#[test]
+fn fork_loop_stops_at_the_pids_limit() {
+    require!(Need::Root, Need::Controller("pids"));
+    let inst = Instance::new();
+    let cg = inst.create("forks", &Limits::parse(None, None, Some("20"), None).unwrap()).guard();
+    let child = spawn_in(&cg, fork_until_refused);
+    match wait_exit(child) {
+        WaitStatus::Exited(_, forked) => assert_eq!(forked, 19, "forks before EAGAIN (200+ = another error)"),
+        other => panic!("the fork loop ended with {other:?}"),
+    }
+    let pids = Stats::read(&cg).pids.expect("pids stats");
+    assert_eq!((pids.current, pids.max), (19, Some(20)), "the sleeping children remain, at the limit");
+    cg.delete().expect("delete kills the children");
+    assert!(inst.leftovers().iter().all(|p| !p.join("forks").exists()));
+}
+
+// Under --cpus 0.5 a busy loop gets about half the CPU time it gets without a limit
+// (0.3 to 0.7 of it: the machine is shared), and the cgroup counts throttled periods.
+#[test]
+fn cpu_quota_halves_cpu_time() {
+    require!(Need::Root, Need::Controller("cpu"));
+    let _one_at_a_time = CPU_BOUND.lock().unwrap_or_else(|e| e.into_inner());
+    let inst = Instance::new();
+    let mut ratios = Vec::new();
+    // A busy neighbour can starve the unlimited run too; three tries before failing.
+    for attempt in 0..3 {
+        let free = inst.create(&format!("free{attempt}"), &Limits::default()).guard();
+        let half = inst.create(&format!("half{attempt}"), &Limits::parse(None, Some("0.5"), None, None).unwrap()).guard();
+        wait_exit(spawn_in(&free, busy_1500ms));
+        wait_exit(spawn_in(&half, busy_1500ms));
+        let (unlimited, limited) = (cpu_usage_us(&free), cpu_usage_us(&half));
+        let ratio = limited as f64 / unlimited as f64;
+        let stats = Stats::read(&half).cpu.unwrap();
+        assert!(stats.throttled.unwrap_or(0) > 0, "a quota-bound loop is throttled: {stats:?}");
+        // The quota is a hard ceiling: 0.5 CPU for 1.5 s, plus one period of slack.
+        assert!(limited <= 850_000, "used {limited} µs in 1.5 s under --cpus 0.5");
+        ratios.push((ratio, unlimited, limited));
+        if (0.3..=0.7).contains(&ratio) {
+            return;
+        }
+    }
+    panic!("limited/unlimited CPU time not within 0.3..0.7 in 3 tries: {ratios:?}");
+}
+
+// Freezing stops a busy process (its CPU time stands still) and thawing resumes it.
+#[test]
+fn freeze_stops_progress_and_thaw_resumes() {
+    require!(Need::Root, Need::Controller("cpu"));
+    let _one_at_a_time = CPU_BOUND.lock().unwrap_or_else(|e| e.into_inner());
+    let inst = Instance::new();
+    let cg = inst.create("frozen", &Limits::default()).guard();
+    let child = spawn_in(&cg, busy_forever);
+    std::thread::sleep(Duration::from_millis(200));
+
+    cg.freeze().expect("freeze");
+    assert_eq!(cg.is_frozen(), Some(true));
+    assert!(Stats::read(&cg).render().contains("freezer  frozen"));
+    let before = cpu_usage_us(&cg);
+    std::thread::sleep(Duration::from_millis(500));
+    let frozen_for = cpu_usage_us(&cg) - before;
+    assert!(frozen_for < 10_000, "a frozen process ran for {frozen_for} µs");
+
+    cg.thaw().expect("thaw");
+    assert_eq!(cg.is_frozen(), Some(false));
+    let before = cpu_usage_us(&cg);
+    std::thread::sleep(Duration::from_millis(500));
+    let thawed_for = cpu_usage_us(&cg) - before;
+    assert!(thawed_for > 50_000, "a thawed busy process ran for only {thawed_for} µs");
+
+    cg.delete().expect("delete");
+    assert!(matches!(wait_exit(child), WaitStatus::Signaled(_, nix::sys::signal::SIGKILL, _)));
+}
+
+// --cpuset 0 pins the process to CPU 0: the kernel narrows its affinity when it joins.
+#[test]
+fn cpuset_pins_to_cpu_zero() {
+    require!(Need::Root, Need::Controller("cpuset"));
+    let inst = Instance::new();
+    let cg = inst.create("pinned", &Limits::parse(None, None, None, Some("0")).unwrap()).guard();
+    let child = spawn_in(&cg, sleep_forever);
+    std::thread::sleep(Duration::from_millis(100));
+    let status = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap();
+    let allowed = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(str::trim);
+    assert_eq!(allowed, Some("0"));
+    let pid = u32::try_from(child.as_raw()).unwrap();
+    assert_eq!(process_cgroup(pid, cg.version(), "cpuset").as_deref(), Some(cg.path()));
+    cg.delete().unwrap();
+    wait_exit(child);
+}
+
+// Deleting a cgroup that still has processes, a child cgroup and a frozen state
+// leaves nothing: no directory in any hierarchy, and the processes are dead.
+#[test]
+fn delete_leaves_nothing_behind() {
+    require!(Need::Root);
+    let inst = Instance::new();
+    let parent = inst.create("tree", &Limits::default());
+    let child_cg = inst.create("tree/leaf", &Limits::default());
+    let a = spawn_in(&child_cg, sleep_forever);
+    let b = spawn_in(&child_cg, busy_forever);
+    std::thread::sleep(Duration::from_millis(100));
+    if child_cg.dir_for("freezer").is_some() {
+        child_cg.freeze().unwrap();
+    }
+    assert_eq!(parent.procs().len(), 2, "procs() counts the cgroups below too");
+
+    Cgroup::open(&inst.layout, inst.home.paths.cgroup_root()).unwrap().delete().expect("delete");
+    for pid in [a, b] {
+        assert!(matches!(wait_exit(pid), WaitStatus::Signaled(_, nix::sys::signal::SIGKILL, _)));
+    }
+    assert!(inst.leftovers().is_empty(), "left behind: {:?}", inst.leftovers());
+}
+
+// `kthw cgroup stat` prints the same lines on v1 and v2: the limits as set, the usage.
+#[test]
+fn stat_shows_limits_and_usage() {
+    require!(Need::Root, Need::Controller("memory"), Need::Controller("pids"), Need::Controller("cpu"));
+    let inst = Instance::new();
+    let cg = inst.create("lab02", &Limits::parse(Some("64M"), Some("0.5"), Some("20"), None).unwrap()).guard();
+    let child = spawn_in(&cg, sleep_forever);
+    std::thread::sleep(Duration::from_millis(100));
+    let stats = Stats::read(&cg);
+    assert_eq!(stats.pids.as_ref().map(|p| p.current), Some(1));
+    let command = format!("kthw cgroup stat /{}", inst.path("lab02"));
+    snapshot!("stat", redacted(&inst.home.paths.instance, &command), redacted(&inst.home.paths.instance, &stats.render()));
+    cg.delete().unwrap();
+    wait_exit(child);
+}
+
+// A CPU limit shows up in `kthw cgroup run`'s report as throttled periods.
+#[test]
+fn run_reports_cpu_throttling() {
+    require!(Need::Root, Need::Controller("cpu"));
+    let _one_at_a_time = CPU_BOUND.lock().unwrap_or_else(|e| e.into_inner());
+    let inst = Instance::new();
+    let busy = ["timeout", "1", "sh", "-c", "while :; do :; done"];
+    let limits = Limits::parse(None, Some("0.5"), Some("20"), None).unwrap();
+    let report = kthw_cgroups::run::run(&inst.layout, &inst.home.paths, &args(&busy), &limits).expect("run");
+    assert_eq!(report.exit_code(), 124, "timeout's status when it had to stop the command");
+    assert!(!report.oom_killed);
+    let cpu = report.stats.cpu.as_ref().unwrap();
+    assert!(cpu.throttled.unwrap_or(0) > 0, "{cpu:?}");
+    assert!(inst.leftovers().is_empty());
+    snapshot!(
+        "run-cpus",
+        "kthw cgroup run --cpus 0.5 --pids 20 -- timeout 1 sh -c 'while :; do :; done'",
+        redacted(&inst.home.paths.instance, &report.render())
+    );
+}
+
+// A limit that the kernel refuses is an error naming the file and the likely cause, and
+// the cgroup `kthw cgroup run` made for it is gone afterwards.
+#[test]
+fn refused_limits_are_explained_and_cleaned_up() {
+    require!(Need::Root, Need::Controller("cpuset"));
+    let inst = Instance::new();
+    let limits = Limits::parse(None, None, None, Some("4095")).unwrap();
+    let err = kthw_cgroups::run::run(&inst.layout, &inst.home.paths, &args(&["true"]), &limits).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("cpuset.cpus") && text.contains("Those CPUs do not exist"), "{text}");
+    assert!(inst.leftovers().is_empty(), "left behind: {:?}", inst.leftovers());
+}

@@ -1,0 +1,58 @@
+#!/bin/bash
+# provision.sh — runs inside each lab VM as root (Vagrant's shell provisioner), at the
+# first `vagrant up` and on `vagrant provision`. Idempotent.
+#
+#   - host name from Vagrant's machine name; the three VMs resolve each other (/etc/hosts)
+#   - the packages of scripts/packages.txt: already in the local box (nothing to do, no
+#     internet needed); installed with apt on the public box
+#   - /usr/local/bin/kthw -> the host-built binary staged in the synced folder
+#   - the host's path of the repository -> /kthw, so test binaries built on the host,
+#     which remember where their sources and snapshots were, find them here
+set -euo pipefail
+
+name=$(cat /etc/hostname)
+
+# Vagrant's shell provisioner does not say which machine it runs on; the private
+# address does, since each VM has one of the fixed ones.
+me=""
+while read -r ip host; do
+  if ip -4 -o addr show | grep -qw "$ip"; then me=$host; fi
+done <<< "$KTHW_HOSTS"
+if [ -n "$me" ] && [ "$name" != "$me" ]; then
+  echo "$me" > /etc/hostname
+  hostname "$me"
+fi
+me=${me:-$name}
+
+# /etc/hosts: this machine, then the lab VMs, in a block we own.
+sed -i '/# kthw lab VMs$/,/# end kthw lab VMs$/d; /^127\.0\.1\.1[[:space:]]/d' /etc/hosts
+{
+  echo "127.0.1.1 $me"
+  echo "# kthw lab VMs"
+  printf '%s\n' "$KTHW_HOSTS"
+  echo "# end kthw lab VMs"
+} >> /etc/hosts
+
+# Packages the chapters need, from the list scripts/test.sh also installs on the host.
+missing=()
+for p in $(sed -e 's/#.*//' /kthw/scripts/packages.txt 2>/dev/null); do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (the public box lacks them; the kthw/bookworm box has them)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -q update
+  apt-get -y -q --no-install-recommends install "${missing[@]}"
+fi
+
+if [ -x /kthw/vagrant/.cache/stage/bin/kthw ]; then
+  ln -sfn /kthw/vagrant/.cache/stage/bin/kthw /usr/local/bin/kthw
+else
+  echo "warning: no kthw binary staged; build it on the host (cargo build --release -p kthw)" >&2
+fi
+
+if [ -n "${KTHW_HOST_REPO:-}" ] && [ "$KTHW_HOST_REPO" != /kthw ] && [ ! -e "$KTHW_HOST_REPO" ]; then
+  mkdir -p "$(dirname "$KTHW_HOST_REPO")"
+  ln -s /kthw "$KTHW_HOST_REPO"
+fi
+echo "$me: ready ($(uname -r), cgroup $(stat -fc %T /sys/fs/cgroup))"
