@@ -69,11 +69,14 @@ impl Step {
         match (self, errno) {
             (Step::Exec, Errno::EACCES) => "; is the file executable (chmod +x)?",
             (Step::Exec, Errno::ENOENT) => "; the file or its interpreter (#! line) does not exist",
+            (Step::Exec, Errno::ENOEXEC) => "; it is not a program: no ELF header and no #! line",
             (Step::MountProc, Errno::EPERM) => {
                 "; mounting /proc in a user namespace needs a fully visible /proc on the host \
                  (no mounts over /proc/sys etc., as inside some containers)"
             }
-            (Step::SetNs, Errno::EPERM) => "; are you root, and is the target not in a user namespace you cannot enter?",
+            (Step::SetNs, Errno::EPERM) => {
+                "; are you root, and is the target not in a user namespace you cannot enter?"
+            }
             _ => "",
         }
     }
@@ -118,7 +121,8 @@ impl Prepared {
         let program = command.first().ok_or_else(|| Error::InvalidSpec("no command given".into()))?;
         let path = resolve(program, root)?;
         let nul = |s: &str| Error::InvalidSpec(format!("{s:?} contains a NUL byte"));
-        let argv: Vec<CString> = command.iter().map(|a| CString::new(a.as_bytes()).map_err(|_| nul(a))).collect::<Result<_>>()?;
+        let argv: Vec<CString> =
+            command.iter().map(|a| CString::new(a.as_bytes()).map_err(|_| nul(a))).collect::<Result<_>>()?;
         let env: Vec<CString> = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let mut kv = k.as_bytes().to_vec();
@@ -141,7 +145,8 @@ fn resolve(program: &str, root: &std::path::Path) -> Result<String> {
     if program.contains('/') {
         return Ok(program.to_string());
     }
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let path =
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     for dir in path.split(':').filter(|d| d.starts_with('/')) {
         let candidate = format!("{}/{program}", dir.trim_end_matches('/'));
         if is_executable(&inside(&candidate)) {
@@ -184,6 +189,39 @@ pub fn exec(cmd: &Prepared, err_wr: RawFd) -> ! {
         libc::execve(cmd.path.as_ptr(), cmd.argv_ptrs.as_ptr(), cmd.env_ptrs.as_ptr());
     }
     fail(err_wr, Step::Exec, Errno::last())
+}
+
+/// Blocks until the parent writes one byte ("go") on `go_rd`; exits quietly if the
+/// parent closes the pipe instead (it died or gave up), then closes it.
+pub fn wait_for_go(go_rd: RawFd) {
+    let mut go = [0u8; 1];
+    // SAFETY: read(2) into our stack buffer; close and _exit on our own descriptors.
+    unsafe {
+        while libc::read(go_rd, go.as_mut_ptr().cast(), 1) != 1 {
+            if Errno::last() != Errno::EINTR {
+                libc::_exit(1);
+            }
+        }
+        libc::close(go_rd);
+    }
+}
+
+/// Becomes uid and gid 0 of the user namespace we are in, without the host's
+/// supplementary groups (which would otherwise stay, as "nobody", and still grant
+/// access to the host's group-owned files).
+pub fn become_root(err_wr: RawFd) {
+    // SAFETY: plain system calls with constant arguments.
+    unsafe {
+        if libc::setresgid(0, 0, 0) != 0 {
+            fail(err_wr, Step::SetGid, Errno::last());
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            fail(err_wr, Step::SetGroups, Errno::last());
+        }
+        if libc::setresuid(0, 0, 0) != 0 {
+            fail(err_wr, Step::SetUid, Errno::last());
+        }
+    }
 }
 
 /// Points fds 0, 1 and 2 at the given descriptors (where one is given).
@@ -273,7 +311,7 @@ pub fn read_report(err_rd: &std::os::fd::OwnedFd) -> Result<()> {
             0 => break,
             n if n > 0 => got += n as usize,
             _ if Errno::last() == Errno::EINTR => continue,
-            _ => return Err(Error::Sys { call: "read from the child", source: Errno::last() }),
+            _ => return Err(Error::Sys { call: "read from the child", errno: Errno::last() }),
         }
     }
     if got == 0 {
@@ -285,7 +323,7 @@ pub fn read_report(err_rd: &std::os::fd::OwnedFd) -> Result<()> {
         what: "the child's report".into(),
         detail: format!("unknown step {step} ({got} bytes)"),
     })?;
-    Err(Error::Setup { step, source: errno, hint: step.hint(errno) })
+    Err(Error::Setup { step, errno, hint: step.hint(errno) })
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The one error type of chapter 1.
 //!
 //! Each variant says what failed, why it most likely failed, and how to fix it, because
-//! the reader of these messages is a learner at a terminal, not a log collector.
+//! the reader of these messages is a learner at a terminal, not a log collector. The
+//! kernel's errno is part of each message (not a separate `source`), so the CLI's
+//! `error: ...` line says everything once.
 
 use std::path::PathBuf;
 
@@ -20,11 +22,10 @@ pub enum Error {
     NotRoot { action: &'static str, uid: u32 },
 
     /// The kernel refused to create a namespace of this kind.
-    #[error("cannot create a new {ns} namespace: {source}; {hint}")]
+    #[error("cannot create a new {ns} namespace: {errno}; {hint}")]
     NamespaceUnavailable {
         ns: Namespace,
-        #[source]
-        source: nix::Error,
+        errno: nix::Error,
         /// Why it most likely failed and how to fix it, chosen from the errno.
         hint: String,
     },
@@ -38,11 +39,10 @@ pub enum Error {
     CommandNotFound { command: String, path: String },
 
     /// A step the child takes between `clone` and `exec` failed.
-    #[error("the child failed to {step}: {source}{hint}")]
+    #[error("the child failed to {step}: {errno}{hint}")]
     Setup {
         step: Step,
-        #[source]
-        source: nix::Error,
+        errno: nix::Error,
         /// Extra advice for the common causes, or empty.
         hint: &'static str,
     },
@@ -52,21 +52,12 @@ pub enum Error {
     NoSuchProcess { pid: i32 },
 
     /// A file under /proc could not be read or written.
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot {action} {path}: {cause}")]
+    Io { action: &'static str, path: PathBuf, cause: std::io::Error },
 
     /// A system call in the parent failed.
-    #[error("{call} failed: {source}")]
-    Sys {
-        call: &'static str,
-        #[source]
-        source: nix::Error,
-    },
+    #[error("{call} failed: {errno}")]
+    Sys { call: &'static str, errno: nix::Error },
 
     /// Text read from /proc is not what we expect.
     #[error("cannot parse {what}: {detail}")]
@@ -80,31 +71,34 @@ impl Error {
     /// Wraps an I/O error with the action and path it concerned.
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { action, path, source }
+        move |cause| Error::Io { action, path, cause }
     }
 
     /// Wraps a failed system call.
     pub fn sys(call: &'static str) -> impl FnOnce(nix::Error) -> Error {
-        move |source| Error::Sys { call, source }
+        move |errno| Error::Sys { call, errno }
     }
 
     /// The error for a namespace the kernel would not create, with advice by errno.
-    pub fn unavailable(ns: Namespace, source: nix::Error) -> Error {
+    pub fn unavailable(ns: Namespace, errno: nix::Error) -> Error {
         let sysctl = format!("/proc/sys/user/max_{}_namespaces", ns_sysctl_name(ns));
-        let hint = match source {
+        let hint = match errno {
             nix::Error::EINVAL => format!(
                 "this kernel was built without {ns} namespaces (CONFIG_{}_NS); use a distribution kernel such as the lab VM's",
                 ns.proc_name().to_uppercase()
             ),
             nix::Error::ENOSPC | nix::Error::EUSERS => {
-                format!("the limit in {sysctl} is reached or set to 0; raise it with `sysctl -w user.max_{}_namespaces=10000`", ns_sysctl_name(ns))
+                format!(
+                    "the limit in {sysctl} is reached or set to 0; raise it with `sysctl -w user.max_{}_namespaces=10000`",
+                    ns_sysctl_name(ns)
+                )
             }
             nix::Error::EPERM => "the kernel says you may not: are you root, and not inside a container that \
                                   drops CAP_SYS_ADMIN or filters unshare/clone with seccomp?"
                 .to_string(),
             _ => "see `man 2 clone` for this errno".to_string(),
         };
-        Error::NamespaceUnavailable { ns, source, hint }
+        Error::NamespaceUnavailable { ns, errno, hint }
     }
 }
 

@@ -32,8 +32,15 @@ use crate::{Error, Result, init, inspect};
 
 /// The order in which namespaces are joined: user first (it grants the capabilities
 /// needed for the rest), mount last.
-const JOIN_ORDER: [Namespace; 7] =
-    [Namespace::User, Namespace::Ipc, Namespace::Uts, Namespace::Net, Namespace::Pid, Namespace::Cgroup, Namespace::Mount];
+const JOIN_ORDER: [Namespace; 7] = [
+    Namespace::User,
+    Namespace::Ipc,
+    Namespace::Uts,
+    Namespace::Net,
+    Namespace::Pid,
+    Namespace::Cgroup,
+    Namespace::Mount,
+];
 
 // ANCHOR: exec
 /// Starts `command` in the namespaces of process `target` and returns its handle.
@@ -88,7 +95,14 @@ pub fn spawn(target: Pid, command: &[String], stdio: Stdio) -> Result<Process> {
 // ANCHOR: join
 /// The child: join each namespace, become root of the user namespace if we joined
 /// one, then exec — or, after joining a PID namespace, fork the command and relay.
-fn in_child(fds: &[(Namespace, RawFd)], cmd: &Prepared, stdio: [Option<RawFd>; 3], err_wr: RawFd, err_rd: RawFd, keep: &mut [RawFd]) -> ! {
+fn in_child(
+    fds: &[(Namespace, RawFd)],
+    cmd: &Prepared,
+    stdio: [Option<RawFd>; 3],
+    err_wr: RawFd,
+    err_rd: RawFd,
+    keep: &mut [RawFd],
+) -> ! {
     // SAFETY: closing our copy of the parent's end.
     unsafe { libc::close(err_rd) };
     child::redirect_stdio(stdio, err_wr);
@@ -103,18 +117,7 @@ fn in_child(fds: &[(Namespace, RawFd)], cmd: &Prepared, stdio: [Option<RawFd>; 3
     }
     let joined = |kind| fds.iter().any(|(ns, _)| *ns == kind);
     if joined(Namespace::User) {
-        // SAFETY: plain system calls.
-        unsafe {
-            if libc::setresgid(0, 0, 0) != 0 {
-                child::fail(err_wr, Step::SetGid, Errno::last());
-            }
-            if libc::setgroups(0, std::ptr::null()) != 0 {
-                child::fail(err_wr, Step::SetGroups, Errno::last());
-            }
-            if libc::setresuid(0, 0, 0) != 0 {
-                child::fail(err_wr, Step::SetUid, Errno::last());
-            }
-        }
+        child::become_root(err_wr);
     }
     // SAFETY: prctl with constant arguments.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {

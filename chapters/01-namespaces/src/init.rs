@@ -34,7 +34,15 @@ use crate::child::{self, Prepared, Step};
 /// Every signal except those the kernel raises for a fault in this very process.
 fn forwarded_signals() -> SigSet {
     let mut set = SigSet::all();
-    for sig in [Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP, Signal::SIGSYS, Signal::SIGABRT] {
+    for sig in [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+        Signal::SIGTRAP,
+        Signal::SIGSYS,
+        Signal::SIGABRT,
+    ] {
         set.remove(sig);
     }
     set

@@ -192,7 +192,8 @@ fn users() -> BTreeMap<u32, String> {
 }
 
 fn user_of(pid: i32, users: &BTreeMap<u32, String>) -> String {
-    let uid = status_field(Pid::from_raw(pid), "Uid").ok().and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok());
+    let uid =
+        status_field(Pid::from_raw(pid), "Uid").ok().and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok());
     match uid {
         Some(uid) => users.get(&uid).cloned().unwrap_or_else(|| uid.to_string()),
         None => "?".into(),
@@ -263,7 +264,7 @@ pub fn hostname_of(pid: Pid) -> Result<String> {
             let status = nix::sys::wait::waitpid(child, None).map_err(Error::sys("waitpid"))?;
             match (read, status) {
                 (Ok(_), nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(name),
-                _ => Err(Error::Sys { call: "setns into the UTS namespace", source: nix::Error::EPERM }),
+                _ => Err(Error::Sys { call: "setns into the UTS namespace", errno: nix::Error::EPERM }),
             }
         }
     }

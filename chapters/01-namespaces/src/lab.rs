@@ -23,8 +23,6 @@ pub const HOSTNAME: &str = "lab01";
 /// Where the learner mounts a tmpfs named [`HOSTNAME`] with `kthw ns exec`.
 pub const EXEC_MOUNT: &str = "/mnt";
 
-const BOOK: &str = "ch01-namespaces.md";
-
 /// Lab 1's stages, in the order of the lab sheet.
 pub fn lab() -> Lab {
     Lab {
@@ -32,42 +30,72 @@ pub fn lab() -> Lab {
         title: "Namespaces",
         sheet: "labs/01-namespaces/README.md",
         stages: vec![
-            Stage::new("the sleeper runs and its PID is in the pid file", book("#starting-a-process-in-new-namespaces"), |ctx| {
-                let pid = sleeper(ctx)?;
-                Ok(format!("process {pid} runs: {}", inspect::command_of(pid.as_raw())))
-            }),
-            Stage::new("it has a UTS namespace of its own, with host name lab01", book("#the-uts-namespace"), check_uts),
-            Stage::new("it is PID 1 of a PID namespace of its own", book("#the-pid-namespace-and-pid-1"), check_pid),
-            Stage::new("it has a mount namespace with a /proc of its own", book("#the-mount-namespace"), check_mount),
-            Stage::new("its network namespace has only lo", book("#the-network-namespace"), check_net),
-            Stage::new("a tmpfs mounted at /mnt with `kthw ns exec` is visible inside only", book("#joining-namespaces-with-setns"), check_exec_mount),
+            Stage::new(
+                "the sleeper runs and its PID is in the pid file",
+                "ch01-namespaces.md#starting-a-process-in-new-namespaces",
+                |ctx| {
+                    let pid = sleeper(ctx)?;
+                    Ok(format!("process {pid} runs: {}", inspect::command_of(pid.as_raw())))
+                },
+            ),
+            Stage::new(
+                "it has a UTS namespace of its own, with host name lab01",
+                "ch01-namespaces.md#the-uts-namespace",
+                check_uts,
+            ),
+            Stage::new(
+                "it is PID 1 of a PID namespace of its own",
+                "ch01-namespaces.md#the-pid-namespace-and-pid-1",
+                check_pid,
+            ),
+            Stage::new(
+                "it has a mount namespace with a /proc of its own",
+                "ch01-namespaces.md#the-mount-namespace",
+                check_mount,
+            ),
+            Stage::new("its network namespace has only lo", "ch01-namespaces.md#the-network-namespace", check_net),
+            Stage::new(
+                "a tmpfs mounted at /mnt with `kthw ns exec` is visible inside only",
+                "ch01-namespaces.md#joining-namespaces-with-setns",
+                check_exec_mount,
+            ),
         ],
     }
-}
-
-/// `ch01-namespaces.md#…`, leaked once per stage (labs are built once per run).
-fn book(anchor: &str) -> &'static str {
-    Box::leak(format!("{BOOK}{anchor}").into_boxed_str())
 }
 
 /// The sleeper's PID, read from the pid file, if that process runs.
 fn sleeper(ctx: &Context) -> Result<Pid, Failure> {
     let path = ctx.paths.lab().join(PID_FILE);
     let start = "start it with `kthw ns run --uts --pid --mount --net --hostname lab01 --pid-file PIDFILE -- sleep infinity &` (see step 1 of the lab sheet)";
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display()), start.replace("PIDFILE", &path.display().to_string())))?;
-    let pid: i32 = text.trim().parse().map_err(|_| Failure::new(format!("{} holds {:?}, not a PID", path.display(), text.trim()), "let kthw write it with --pid-file"))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Failure::new(
+            format!("cannot read {}: {e}", path.display()),
+            start.replace("PIDFILE", &path.display().to_string()),
+        )
+    })?;
+    let pid: i32 = text.trim().parse().map_err(|_| {
+        Failure::new(
+            format!("{} holds {:?}, not a PID", path.display(), text.trim()),
+            "let kthw write it with --pid-file",
+        )
+    })?;
     let pid = Pid::from_raw(pid);
     if !inspect::is_running(pid) {
-        return Err(Failure::new(format!("process {pid} (from {}) is not running", path.display()), "it has exited or was killed; start it again (step 1)"));
+        return Err(Failure::new(
+            format!("process {pid} (from {}) is not running", path.display()),
+            "it has exited or was killed; start it again (step 1)",
+        ));
     }
     Ok(pid)
 }
 
-/// Fails unless `pid`'s namespace of this kind differs from the host's (PID 1's).
+/// Fails unless `pid`'s namespace of this kind differs from the host's: PID 1's, or
+/// the checker's own where PID 1's cannot be read (inside some sandboxes).
 fn own_namespace(pid: Pid, ns: Namespace, flag: &str) -> Result<u64, Failure> {
     let theirs = inspect::inode(pid, ns).map_err(|e| Failure::new(e.to_string(), "is the process still running?"))?;
-    let host = inspect::inode(Pid::from_raw(1), ns).map_err(|e| Failure::new(e.to_string(), "run the checker as root"))?;
+    let host = inspect::inode(Pid::from_raw(1), ns)
+        .or_else(|_| inspect::inode(Pid::this(), ns))
+        .map_err(|e| Failure::new(e.to_string(), "run the checker as root"))?;
     if theirs == host {
         return Err(Failure::new(
             format!("process {pid} is in the host's {ns} namespace ({ns}:[{host}])"),
@@ -86,7 +114,10 @@ fn check_uts(ctx: &Context) -> Outcome {
     }
     let host = kthw_lab::host::hostname();
     if host == HOSTNAME {
-        return Err(Failure::new("the host itself is called lab01 too", "you renamed the host: set its name back with `hostname OLDNAME`"));
+        return Err(Failure::new(
+            "the host itself is called lab01 too",
+            "you renamed the host: set its name back with `hostname OLDNAME`",
+        ));
     }
     Ok(format!("uts:[{inode}] differs from the host's; host name inside is {name:?}, outside {host:?}"))
 }
@@ -96,7 +127,10 @@ fn check_pid(ctx: &Context) -> Outcome {
     let inode = own_namespace(pid, Namespace::Pid, "--pid")?;
     let pids = inspect::nspid(pid).map_err(|e| Failure::new(e.to_string(), "is the process still running?"))?;
     if pids.last() != Some(&1) {
-        return Err(Failure::new(format!("NSpid of {pid} is {pids:?}: it is not PID 1 inside"), "write the PID of the namespace's first process: use --pid-file, not $!"));
+        return Err(Failure::new(
+            format!("NSpid of {pid} is {pids:?}: it is not PID 1 inside"),
+            "write the PID of the namespace's first process: use --pid-file, not $!",
+        ));
     }
     Ok(format!("pid:[{inode}]; NSpid {pids:?}: PID {pid} outside is PID 1 inside"))
 }
@@ -106,28 +140,42 @@ fn proc_device(mountinfo: &str) -> Option<String> {
     mountinfo
         .lines()
         .rev()
-        .filter(|l| l.split(' ').nth(4) == Some("/proc") && l.split(" - ").nth(1).is_some_and(|r| r.starts_with("proc ")))
+        .filter(|l| {
+            l.split(' ').nth(4) == Some("/proc") && l.split(" - ").nth(1).is_some_and(|r| r.starts_with("proc "))
+        })
         .find_map(|l| l.split(' ').nth(2).map(str::to_string))
 }
 
 fn check_mount(ctx: &Context) -> Outcome {
     let pid = sleeper(ctx)?;
     let inode = own_namespace(pid, Namespace::Mount, "--mount")?;
-    let read = |p: String| std::fs::read_to_string(&p).map_err(|e| Failure::new(format!("cannot read {p}: {e}"), "run the checker as root"));
+    let read = |p: String| {
+        std::fs::read_to_string(&p)
+            .map_err(|e| Failure::new(format!("cannot read {p}: {e}"), "run the checker as root"))
+    };
     let inside = proc_device(&read(format!("/proc/{pid}/mountinfo"))?);
     let outside = proc_device(&read("/proc/self/mountinfo".into())?);
     match inside {
-        Some(dev) if Some(&dev) != outside.as_ref() => Ok(format!("mnt:[{inode}]; its /proc is filesystem {dev}, the host's is {}", outside.unwrap_or_default())),
-        _ => Err(Failure::new("its /proc is the host's /proc", "start it with both --mount and --pid: kthw mounts a new /proc only then")),
+        Some(dev) if Some(&dev) != outside.as_ref() => {
+            Ok(format!("mnt:[{inode}]; its /proc is filesystem {dev}, the host's is {}", outside.unwrap_or_default()))
+        }
+        _ => Err(Failure::new(
+            "its /proc is the host's /proc",
+            "start it with both --mount and --pid: kthw mounts a new /proc only then",
+        )),
     }
 }
 
 fn check_net(ctx: &Context) -> Outcome {
     let pid = sleeper(ctx)?;
     let inode = own_namespace(pid, Namespace::Net, "--net")?;
-    let links = inspect::interfaces_of(pid).map_err(|e| Failure::new(e.to_string(), "is the process still running?"))?;
+    let links =
+        inspect::interfaces_of(pid).map_err(|e| Failure::new(e.to_string(), "is the process still running?"))?;
     if links != ["lo"] {
-        return Err(Failure::new(format!("its interfaces are {links:?}"), "a new network namespace has only lo; did something add interfaces to it?"));
+        return Err(Failure::new(
+            format!("its interfaces are {links:?}"),
+            "a new network namespace has only lo; did something add interfaces to it?",
+        ));
     }
     Ok(format!("net:[{inode}] has only lo"))
 }

@@ -90,10 +90,8 @@ impl Spec {
         let mut stack = vec![0u8; 256 * 1024];
         // SAFETY: without CLONE_VM the child gets a copy of our memory, like fork; the
         // callback only makes system calls and never returns.
-        let pid = unsafe {
-            nix::sched::clone(Box::new(|| in_child(&plan)), &mut stack, flags, Some(libc::SIGCHLD))
-        }
-        .map_err(|errno| unavailable(&self.namespaces, errno))?;
+        let pid = unsafe { nix::sched::clone(Box::new(|| in_child(&plan)), &mut stack, flags, Some(libc::SIGCHLD)) }
+            .map_err(|errno| unavailable(&self.namespaces, errno))?;
         // From here on, an early return drops `process`, which kills and reaps the child.
         let mut process = Process { pid, pid_file: None, done: false };
         drop((go_rd, err_wr));
@@ -128,7 +126,7 @@ fn unavailable(namespaces: &[Namespace], errno: Errno) -> Error {
     let culprit = namespaces.iter().find(|ns| kthw_lab::host::try_namespace(**ns).is_err());
     match culprit {
         Some(ns) => Error::unavailable(*ns, kthw_lab::host::try_namespace(*ns).err().unwrap_or(errno)),
-        None => Error::Sys { call: "clone", source: errno },
+        None => Error::Sys { call: "clone", errno },
     }
 }
 
@@ -159,29 +157,15 @@ fn in_child(p: &ChildPlan) -> isize {
         libc::close(p.err_rd);
     }
     child::redirect_stdio(p.stdio, p.err_wr);
-    let mut go = [0u8; 1];
-    if nix::unistd::read(unsafe { std::os::fd::BorrowedFd::borrow_raw(p.go_rd) }, &mut go) != Ok(1) {
-        // The parent died or gave up before saying "go".
-        unsafe { libc::_exit(1) };
-    }
+    child::wait_for_go(p.go_rd);
     child::close_others(&mut [p.err_wr]);
     let fail = |step, errno| child::fail(p.err_wr, step, errno);
     if spec.has(Namespace::User) {
-        // Become root of the new user namespace: uid/gid 0 inside, 100000 outside.
-        let root = 0;
-        unsafe {
-            if libc::setresgid(root, root, root) != 0 {
-                fail(Step::SetGid, Errno::last());
-            }
-            if libc::setgroups(0, std::ptr::null()) != 0 {
-                fail(Step::SetGroups, Errno::last());
-            }
-            if libc::setresuid(root, root, root) != 0 {
-                fail(Step::SetUid, Errno::last());
-            }
-        }
+        // uid and gid 0 inside; 100000 outside with the default map.
+        child::become_root(p.err_wr);
     }
     // Set after the uid change, which would clear it. If kthw dies, so do we.
+    // SAFETY: prctl with constant arguments.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
         fail(Step::ParentDeathSignal, Errno::last());
     }
@@ -284,7 +268,7 @@ impl Process {
                     None => continue,
                 },
                 Err(Errno::EINTR) => continue,
-                Err(errno) => break Err(Error::Sys { call: "waitpid", source: errno }),
+                Err(errno) => break Err(Error::Sys { call: "waitpid", errno }),
             }
         };
         if forward {

@@ -48,7 +48,8 @@ impl FromStr for IdMap {
 
     /// Parses `INSIDE:OUTSIDE:COUNT`, e.g. `0:100000:65536`.
     fn from_str(s: &str) -> Result<IdMap> {
-        let bad = || Error::InvalidSpec(format!("{s:?} is not an id map; write INSIDE:OUTSIDE:COUNT, e.g. 0:100000:65536"));
+        let bad =
+            || Error::InvalidSpec(format!("{s:?} is not an id map; write INSIDE:OUTSIDE:COUNT, e.g. 0:100000:65536"));
         let mut parts = s.split(':').map(|p| p.trim().parse::<u32>());
         let (Some(Ok(inside)), Some(Ok(outside)), Some(Ok(count)), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())

@@ -56,7 +56,9 @@ fn processes_in(ns: u64) -> Vec<Pid> {
 fn zombies_in(ns: u64) -> usize {
     processes_in(ns)
         .into_iter()
-        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| inspect::state_of(&s) == Some('Z')))
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| inspect::state_of(&s) == Some('Z'))
+        })
         .count()
 }
 
@@ -77,7 +79,10 @@ fn pid_namespace_sees_only_its_own_processes() {
     let pids: Vec<i32> = lines.map(|l| l.parse().unwrap()).collect();
     assert!(pids.contains(&1) && pids.contains(&2), "{pids:?}");
     assert!(pids.len() <= 3 && pids.iter().all(|p| *p <= 3), "host processes leaked in: {pids:?}");
-    let host_pids = std::fs::read_dir("/proc").unwrap().filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().parse::<i32>().is_ok()).count();
+    let host_pids = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().parse::<i32>().is_ok())
+        .count();
     assert!(host_pids > 10, "the host sees many more ({host_pids})");
 }
 
@@ -117,10 +122,17 @@ fn new_network_namespace_has_only_lo() {
     require!(Need::Root, Need::Namespace(Namespace::Net));
     let process = Spec::new(["sleep", "30"]).namespace(Namespace::Net).spawn().unwrap();
     assert_eq!(inspect::interfaces_of(process.pid()).unwrap(), ["lo"]);
-    assert_ne!(inspect::inode(process.pid(), Namespace::Net).unwrap(), inspect::inode(Pid::this(), Namespace::Net).unwrap());
+    assert_ne!(
+        inspect::inode(process.pid(), Namespace::Net).unwrap(),
+        inspect::inode(Pid::this(), Namespace::Net).unwrap()
+    );
     // IFF_UP is bit 0 of the flags in /sys/class/net/lo/flags; sysfs shows the network
     // namespace of whoever mounted it, so read it in a new mount namespace with a new sysfs.
-    let (code, out) = output(sh("mount -t sysfs sysfs /sys && cat /sys/class/net/lo/flags && ls /sys/class/net").namespace(Namespace::Net).namespace(Namespace::Mount));
+    let (code, out) = output(
+        sh("mount -t sysfs sysfs /sys && cat /sys/class/net/lo/flags && ls /sys/class/net")
+            .namespace(Namespace::Net)
+            .namespace(Namespace::Mount),
+    );
     assert_eq!(code, 0, "{out}");
     let mut lines = out.lines();
     let flags = u32::from_str_radix(lines.next().unwrap().trim_start_matches("0x"), 16).unwrap();
@@ -144,7 +156,10 @@ fn user_namespace_maps_root_inside_to_unprivileged_outside() {
 
     let dir = tempfile::tempdir().unwrap(); // owned by the host's root, mode 0700
     let target = dir.path().join("file");
-    let script = format!("id -u; cat /proc/self/uid_map; touch {} 2>/dev/null || echo denied; hostname evil 2>/dev/null || echo denied", target.display());
+    let script = format!(
+        "id -u; cat /proc/self/uid_map; touch {} 2>/dev/null || echo denied; hostname evil 2>/dev/null || echo denied",
+        target.display()
+    );
     let before = kthw_lab::host::hostname();
     let (code, out) = output(sh(&script).namespace(Namespace::User));
     assert_eq!(code, 0, "{out}");
@@ -161,7 +176,8 @@ fn user_namespace_maps_root_inside_to_unprivileged_outside() {
 fn custom_id_maps_are_written() {
     require!(Need::Root, Need::Namespace(Namespace::User));
     let map = IdMap { inside: 0, outside: 200_000, count: 1000 };
-    let (_, out) = output(sh("cat /proc/self/uid_map /proc/self/gid_map").namespace(Namespace::User).uid_map(map).gid_map(map));
+    let (_, out) =
+        output(sh("cat /proc/self/uid_map /proc/self/gid_map").namespace(Namespace::User).uid_map(map).gid_map(map));
     let words: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(words, ["0", "200000", "1000", "0", "200000", "1000"]);
 }
@@ -228,7 +244,12 @@ fn mounts_inside_stay_inside() {
     eventually("the tmpfs is mounted inside", || std::fs::read_to_string(&inside).unwrap().contains("kthw-test-tmpfs"));
     assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains("kthw-test-tmpfs"));
     let proc_dev = |text: &str| {
-        text.lines().rev().find(|l| l.split(' ').nth(4) == Some("/proc")).and_then(|l| l.split(' ').nth(2)).unwrap().to_string()
+        text.lines()
+            .rev()
+            .find(|l| l.split(' ').nth(4) == Some("/proc"))
+            .and_then(|l| l.split(' ').nth(2))
+            .unwrap()
+            .to_string()
     };
     let ours = proc_dev(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
     assert_ne!(proc_dev(&std::fs::read_to_string(&inside).unwrap()), ours);
@@ -243,7 +264,12 @@ fn exec_joins_the_same_namespaces() {
     let target = spec.spawn().unwrap();
     let script = "hostname; id -u; echo $$; for n in user ipc uts net pid mnt; do readlink /proc/self/ns/$n; done";
     let (mut rd, wr) = pipe();
-    let joined = exec::spawn(target.pid(), &["sh".into(), "-c".into(), script.into()], Stdio { stdout: Some(wr), ..Stdio::default() }).unwrap();
+    let joined = exec::spawn(
+        target.pid(),
+        &["sh".into(), "-c".into(), script.into()],
+        Stdio { stdout: Some(wr), ..Stdio::default() },
+    )
+    .unwrap();
     let mut out = String::new();
     rd.read_to_string(&mut out).unwrap();
     assert_eq!(joined.wait().unwrap(), 0, "{out}");
@@ -273,7 +299,8 @@ fn exec_failure_names_the_step_and_leaves_nothing() {
     let script = dir.path().join("not-executable");
     std::fs::write(&script, "#!/bin/sh\n").unwrap();
     let pid_file = dir.path().join("pid");
-    for spec in [Spec::new([script.to_str().unwrap()]), Spec::new([script.to_str().unwrap()]).namespace(Namespace::Pid)] {
+    for spec in [Spec::new([script.to_str().unwrap()]), Spec::new([script.to_str().unwrap()]).namespace(Namespace::Pid)]
+    {
         let err = spec.pid_file(&pid_file).spawn().unwrap_err();
         assert!(err.to_string().contains("the child failed to run the command (execve): EACCES"), "{err}");
         assert!(err.to_string().contains("chmod +x"), "{err}");
