@@ -8,6 +8,8 @@ pub fn all() -> Vec<Lab> {
         kthw_lab::lab00::lab(),
         kthw_namespaces::lab::lab(),
         kthw_cgroups::lab::lab(),
+        kthw_rootfs::lab::lab(),
+        kthw_apiserver::lab::lab(),
         // One line per chapter, in order, e.g. `kthw_namespaces::lab::lab(),`
     ]
 }

@@ -5,13 +5,17 @@
 //! ## Layout
 //! One file per tool, named after its subcommand; `labs.rs` registers every chapter's lab.
 
+mod apiserver;
 mod cgroup;
 mod completions;
+mod ctl;
 mod doctor;
+mod image;
 mod lab;
 mod labs;
 mod ns;
 mod reset;
+mod rootfs;
 
 use clap::{Parser, Subcommand};
 
@@ -47,12 +51,26 @@ enum Command {
     /// [ch 2] Run a command under cgroup limits (memory, CPU, pids, cpuset); show a cgroup's usage
     #[command(subcommand)]
     Cgroup(cgroup::Command),
+    /// [ch 3] Images: import, pull, export as OCI layout, list, inspect, remove, disk usage
+    #[command(subcommand)]
+    Image(image::Command),
+    /// [ch 3] Root filesystems: overlay mount, a shell after pivot_root, diff and commit
+    #[command(subcommand)]
+    Rootfs(rootfs::Command),
+    /// [ch 6] Serve the Kubernetes API (kubectl works against it) on a store with MVCC
+    Apiserver(apiserver::Args),
+    /// [ch 6] A small kubectl: get, apply, delete, describe, watch (shows how clients list and watch)
+    Ctl(ctl::Args),
     /// Print a shell completion script (bash, zsh or fish)
     Completions(completions::Args),
 }
 // ANCHOR_END: commands
 
 fn main() -> std::process::ExitCode {
+    // Die quietly when the reader of our output goes away (`kthw lab check 00 | head`),
+    // as every Unix tool does, instead of panicking on a write error.
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     init_logging();
     if let Some(home) = &cli.home {
@@ -65,6 +83,10 @@ fn main() -> std::process::ExitCode {
         Command::Reset(args) => reset::run(args),
         Command::Ns(cmd) => ns::run(cmd),
         Command::Cgroup(cmd) => cgroup::run(cmd),
+        Command::Image(cmd) => image::run(cmd),
+        Command::Rootfs(cmd) => rootfs::run(cmd),
+        Command::Apiserver(args) => apiserver::run(args),
+        Command::Ctl(args) => ctl::run(args),
         Command::Completions(args) => completions::run(args),
     };
     match result {

@@ -12,6 +12,19 @@ fn sh(program: &str, args: &[&str]) {
     assert!(status.success(), "{program} {args:?} failed");
 }
 
+/// Runs `kthw reset --force` when dropped, so a failing assertion leaves nothing behind.
+struct ResetOnDrop(PathBuf);
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_kthw"))
+            .args(["reset", "--force"])
+            .env("KTHW_HOME", &self.0)
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
 // `kthw reset --force` kills our processes, removes our cgroups, unmounts our mounts,
 // deletes our interfaces and iptables chains and our state directories.
 #[test]
@@ -19,6 +32,7 @@ fn reset_removes_everything_of_the_instance() {
     require!(Need::Root, Need::Command("ip"), Need::Command("iptables"), Need::Controller("pids"));
     let home = TestHome::new();
     let paths = &home.paths;
+    let _cleanup = ResetOnDrop(home.path().to_path_buf());
 
     // A mount under the state directory, with a file that must survive elsewhere.
     let mnt = paths.state.join("containers/x/rootfs");

@@ -30,6 +30,15 @@ start() {
     [ "$(id -u)" = 0 ] || { echo "starting libvirtd by hand needs root" >&2; exit 1; }
     # libvirt turns on IP forwarding for its NAT network; `stop` puts the old value back.
     [ -f "$RUN/ip_forward" ] || cat /proc/sys/net/ipv4/ip_forward > "$RUN/ip_forward"
+    # Without udev, /dev/kvm stays root-only (udev would make it root:kvm 0660). libvirt
+    # then sees KVM in its QEMU probe (run as root) but not for the qemu user, judges
+    # its capability cache stale, and re-probes QEMU on every call: ~10 s each, which
+    # turns a 3-VM `vagrant up` into many minutes. Give it udev's usual permissions.
+    if [ -c /dev/kvm ] && getent group kvm >/dev/null && [ ! -f "$RUN/kvm-perms" ]; then
+      stat -c '%a %U:%G' /dev/kvm > "$RUN/kvm-perms"
+      chgrp kvm /dev/kvm
+      chmod 0660 /dev/kvm
+    fi
     # The `started` file marks what this script owns, so `stop` never kills a daemon
     # that someone else started.
     alive virtlogd || { /usr/sbin/virtlogd -d -p "$RUN/virtlogd.pid"; echo virtlogd >> "$RUN/started"; }
@@ -67,6 +76,11 @@ stop() {
     rm -f "$RUN/$d.pid"
   done
   rm -f "$RUN/started"
+  if [ -f "$RUN/kvm-perms" ]; then
+    read -r mode owner < "$RUN/kvm-perms"
+    chown "$owner" /dev/kvm && chmod "$mode" /dev/kvm
+    rm -f "$RUN/kvm-perms"
+  fi
   if [ -f "$RUN/ip_forward" ]; then
     cat "$RUN/ip_forward" > /proc/sys/net/ipv4/ip_forward
     rm -f "$RUN/ip_forward"

@@ -5,7 +5,9 @@
 //! several threads; `fork` copies only the calling one, so a lock another thread held
 //! (inside `malloc`, say) stays locked forever in the child. Everything the child needs
 //! — C strings, pointer arrays, the host name — is therefore prepared *before* the fork
-//! ([`Prepared`]), and the child only calls the kernel.
+//! ([`Prepared`]), and the child only calls the kernel. Where a glibc wrapper does more
+//! than the system call (`fork`, `setresuid`), we call the system call itself: see
+//! [`raw_fork`] and [`become_root`].
 //!
 //! A failing child cannot return an error: it writes a [`Step`] and an errno (8 bytes)
 //! to a close-on-exec pipe and exits. The parent reads that pipe: end-of-file means
@@ -191,6 +193,23 @@ pub fn exec(cmd: &Prepared, err_wr: RawFd) -> ! {
     fail(err_wr, Step::Exec, Errno::last())
 }
 
+/// `fork` as a bare system call: `Ok(None)` in the child, `Ok(Some(pid))` in the parent.
+///
+/// glibc's `fork()` first takes malloc's and stdio's locks (so its child gets them in a
+/// sane state). Our init is made by `clone`, which skips that: if another thread of kthw
+/// held a malloc lock at that moment, the copy in our child stays locked, and glibc's
+/// `fork()` there would wait for it forever. The system call takes no lock.
+pub fn raw_fork() -> Result<Option<nix::unistd::Pid>, Errno> {
+    // SAFETY: clone(2) with only SIGCHLD and no new stack is fork(2); both processes
+    // continue here, each on its own copy of this stack.
+    let rc = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
+    match rc {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        pid => Ok(Some(nix::unistd::Pid::from_raw(pid as i32))),
+    }
+}
+
 /// Blocks until the parent writes one byte ("go") on `go_rd`; exits quietly if the
 /// parent closes the pipe instead (it died or gave up), then closes it.
 pub fn wait_for_go(go_rd: RawFd) {
@@ -209,16 +228,21 @@ pub fn wait_for_go(go_rd: RawFd) {
 /// Becomes uid and gid 0 of the user namespace we are in, without the host's
 /// supplementary groups (which would otherwise stay, as "nobody", and still grant
 /// access to the host's group-owned files).
+///
+/// These are bare system calls on purpose. glibc's `setresuid()` in a process it
+/// believes has threads changes the ids of *every* thread (POSIX wants that): it signals
+/// each one and waits for them on a futex. A child made by `clone` inherits glibc's list
+/// of the parent's threads, but not the threads, so it would wait forever.
 pub fn become_root(err_wr: RawFd) {
     // SAFETY: plain system calls with constant arguments.
     unsafe {
-        if libc::setresgid(0, 0, 0) != 0 {
+        if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0 {
             fail(err_wr, Step::SetGid, Errno::last());
         }
-        if libc::setgroups(0, std::ptr::null()) != 0 {
+        if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0 {
             fail(err_wr, Step::SetGroups, Errno::last());
         }
-        if libc::setresuid(0, 0, 0) != 0 {
+        if libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0 {
             fail(err_wr, Step::SetUid, Errno::last());
         }
     }

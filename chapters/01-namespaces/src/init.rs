@@ -27,7 +27,7 @@ use std::ffi::CStr;
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::Pid;
 
 use crate::child::{self, Prepared, Step};
 
@@ -58,10 +58,9 @@ pub fn run(name: &CStr, cmd: &Prepared, err_wr: i32) -> ! {
     if let Err(errno) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals), None) {
         child::fail(err_wr, Step::Fork, errno);
     }
-    // SAFETY: the child only makes system calls (in `child::exec`) before execve.
-    let main = match unsafe { fork() } {
-        Ok(ForkResult::Child) => child::exec(cmd, err_wr),
-        Ok(ForkResult::Parent { child }) => child,
+    let main = match child::raw_fork() {
+        Ok(None) => child::exec(cmd, err_wr),
+        Ok(Some(pid)) => pid,
         Err(errno) => child::fail(err_wr, Step::Fork, errno),
     };
     // Our copy of the report pipe would hide the command's successful exec from the

@@ -99,6 +99,16 @@ impl Cgroup {
                 }
             }
         }
+        if dirs.is_empty() {
+            return Err(Error::ControllerUnavailable {
+                controller: "cpu, cpuacct, cpuset, memory, pids or freezer".into(),
+                mode: layout.mode.to_string(),
+                purpose: "a kthw cgroup".into(),
+                fix: "No v1 hierarchy holds any of them: mount them, e.g. `mount -t cgroup -o memory cgroup \
+                      /sys/fs/cgroup/memory`, or boot with cgroup v2"
+                    .into(),
+            });
+        }
         tracing::debug!(path, ?dirs, "created cgroup");
         Ok(Cgroup { mode: layout.mode, path: format!("/{}", parts.join("/")), dirs })
     }
@@ -113,10 +123,8 @@ impl Cgroup {
         // /kthw/lab02: drop the mount point in front.
         let mut mounts: Vec<&Path> = layout.mounts.iter().map(|m| m.path.as_path()).collect();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-        let path = mounts
-            .iter()
-            .find_map(|m| Path::new(path).strip_prefix(m).ok().and_then(|p| p.to_str()))
-            .unwrap_or(path);
+        let path =
+            mounts.iter().find_map(|m| Path::new(path).strip_prefix(m).ok().and_then(|p| p.to_str())).unwrap_or(path);
         let parts = components(path)?;
         let dirs: Vec<Dir> = layout
             .mounts
@@ -164,9 +172,10 @@ impl Cgroup {
     /// for every controller (CPU usage and the freezer are part of every v2 cgroup).
     pub fn dir_for(&self, controller: &str) -> Option<&Path> {
         match self.version() {
-            Version::V2 => self.dirs.iter().find(|d| {
-                matches!(controller, "cpuacct" | "freezer") || d.controllers.iter().any(|c| c == controller)
-            }),
+            Version::V2 => self
+                .dirs
+                .iter()
+                .find(|d| matches!(controller, "cpuacct" | "freezer") || d.controllers.iter().any(|c| c == controller)),
             Version::V1 => self.dirs.iter().find(|d| d.controllers.iter().any(|c| c == controller)),
         }
         .map(|d| d.path.as_path())
@@ -426,8 +435,8 @@ impl Cgroup {
 
     /// Kills `pids` and whatever else is in the cgroup. v2 (Linux 5.14+) has
     /// `cgroup.kill`, which kills every process at once, so a fork loop cannot outrun it.
-    /// Elsewhere we send SIGKILL one by one, after thawing: a process frozen by the v1
-    /// freezer would not die until thawed.
+    /// Elsewhere we send SIGKILL one by one, after thawing every frozen cgroup below:
+    /// a process frozen by the v1 freezer does not die until it is thawed.
     fn kill_all(&self, pids: &[u32]) {
         if self.version() == Version::V2 {
             if let Some(dir) = self.dirs.first().map(|d| d.path.join("cgroup.kill")).filter(|p| p.exists()) {
@@ -436,12 +445,26 @@ impl Cgroup {
                 }
             }
         }
-        if self.is_frozen() == Some(true) {
-            let _ = self.thaw();
-        }
+        self.thaw_subtree();
         for &pid in pids {
             if let Ok(pid) = i32::try_from(pid) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Thaws this cgroup and every cgroup below it. Each level has its own freezer
+    /// state: thawing a parent does not thaw a child that was frozen by itself.
+    fn thaw_subtree(&self) {
+        let Some(dir) = self.dir_for("freezer") else { return };
+        let (file, thawed) = match self.version() {
+            Version::V1 => ("freezer.state", "THAWED"),
+            Version::V2 => ("cgroup.freeze", "0"),
+        };
+        for d in subtree(dir) {
+            let state = std::fs::read_to_string(d.join(file)).unwrap_or_default();
+            if !state.trim().is_empty() && state.trim() != thawed {
+                let _ = write_file(&d.join(file), thawed);
             }
         }
     }
@@ -518,8 +541,8 @@ fn create_v1(mount: &Path, parts: &[&str], is_cpuset: bool) -> Result<PathBuf> {
             for file in ["cpuset.cpus", "cpuset.mems"] {
                 let current = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
                 if current.trim().is_empty() {
-                    let from_parent = std::fs::read_to_string(parent.join(file))
-                        .map_err(Error::io("read", parent.join(file)))?;
+                    let from_parent =
+                        std::fs::read_to_string(parent.join(file)).map_err(Error::io("read", parent.join(file)))?;
                     write_file(&dir.join(file), from_parent.trim())?;
                 }
             }

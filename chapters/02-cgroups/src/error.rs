@@ -79,10 +79,7 @@ impl Error {
         let path = path.into();
         move |source| {
             if source.kind() == std::io::ErrorKind::PermissionDenied && !kthw_lab::host::is_root() {
-                Error::NotRoot {
-                    action: format!("{action} {}", path.display()),
-                    uid: nix::unistd::geteuid().as_raw(),
-                }
+                Error::NotRoot { action: format!("{action} {}", path.display()), uid: nix::unistd::geteuid().as_raw() }
             } else {
                 Error::Io { action, path, cause: source }
             }

@@ -40,14 +40,14 @@ fn lab_path(ctx: &Context) -> String {
 
 /// The learner's cgroup, with its memory directory.
 fn open(ctx: &Context) -> Result<Cgroup, Failure> {
-    let layout =
-        CgroupLayout::detect().map_err(|e| Failure::new(e.to_string(), "mount the cgroup file systems"))?;
+    let layout = CgroupLayout::detect().map_err(|e| Failure::new(e.to_string(), "mount the cgroup file systems"))?;
     let path = lab_path(ctx);
     let hint = match layout.hierarchy_for("memory") {
         Some(m) => format!("create it: `mkdir -p {}{path}`", m.path.display()),
         None => "this machine has no memory controller; use the lab VM".to_string(),
     };
-    let cg = Cgroup::open(&layout, &path).map_err(|_| Failure::new(format!("no cgroup {path} in any hierarchy"), &hint))?;
+    let cg =
+        Cgroup::open(&layout, &path).map_err(|_| Failure::new(format!("no cgroup {path} in any hierarchy"), &hint))?;
     match cg.dir_for("memory") {
         Some(_) => Ok(cg),
         None => Err(Failure::new(format!("{path} exists, but not in the memory hierarchy"), hint)),
@@ -72,7 +72,10 @@ fn memory_limit(ctx: &Context) -> Outcome {
     } else {
         Err(Failure::new(
             format!("{file} is {value:?}, not {LAB_MEMORY}"),
-            format!("write the limit: `echo 64M > {}`", cg.dir_for("memory").unwrap_or(std::path::Path::new("")).join(file).display()),
+            format!(
+                "write the limit: `echo 64M > {}`",
+                cg.dir_for("memory").unwrap_or(std::path::Path::new("")).join(file).display()
+            ),
         ))
     }
 }
@@ -98,12 +101,14 @@ fn sleeper(ctx: &Context) -> Outcome {
     let cg = open(ctx)?;
     let file = ctx.paths.lab().join(SLEEPER_PID_FILE);
     let text = std::fs::read_to_string(&file).map_err(|e| {
-        Failure::new(format!("cannot read {}: {e}", file.display()), "start the sleeper and write its PID there (step 4)")
+        Failure::new(
+            format!("cannot read {}: {e}", file.display()),
+            "start the sleeper and write its PID there (step 4)",
+        )
     })?;
-    let pid: u32 = text
-        .trim()
-        .parse()
-        .map_err(|_| Failure::new(format!("{} holds {:?}, not a PID", file.display(), text.trim()), "write `$!` into it"))?;
+    let pid: u32 = text.trim().parse().map_err(|_| {
+        Failure::new(format!("{} holds {:?}, not a PID", file.display(), text.trim()), "write `$!` into it")
+    })?;
     let Some(path) = process_cgroup(pid, cg.version(), "memory") else {
         return Err(Failure::new(format!("process {pid} is not running"), "start `sleep infinity` again (step 4)"));
     };

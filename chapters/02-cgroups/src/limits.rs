@@ -47,12 +47,7 @@ impl Limits {
     ///
     /// # Errors
     /// [`Error::BadLimit`] naming the flag, the value and what a valid value looks like.
-    pub fn parse(
-        memory: Option<&str>,
-        cpus: Option<&str>,
-        pids: Option<&str>,
-        cpuset: Option<&str>,
-    ) -> Result<Limits> {
+    pub fn parse(memory: Option<&str>, cpus: Option<&str>, pids: Option<&str>, cpuset: Option<&str>) -> Result<Limits> {
         Ok(Limits {
             memory: memory.map(parse_memory).transpose()?,
             cpu: cpus.map(parse_cpus).transpose()?,

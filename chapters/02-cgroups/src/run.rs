@@ -60,9 +60,7 @@ impl RunReport {
         if self.oom_killed {
             let limit = self.stats.memory.as_ref().and_then(|m| m.max).map(human_bytes).unwrap_or("?".into());
             let evidence = self.oom_evidence.as_deref().unwrap_or("");
-            out.push_str(&format!(
-                "kthw: OOM killed: the cgroup reached its memory limit of {limit} ({evidence})\n"
-            ));
+            out.push_str(&format!("kthw: OOM killed: the cgroup reached its memory limit of {limit} ({evidence})\n"));
         }
         out.push_str(&self.stats.render());
         out
@@ -81,7 +79,6 @@ pub fn run(layout: &CgroupLayout, paths: &Paths, command: &[OsString], limits: &
     remove_if_empty(layout, paths.cgroup_root());
     result
 }
-// ANCHOR_END: run
 
 fn run_in_cgroup(layout: &CgroupLayout, paths: &Paths, command: &[OsString], limits: &Limits) -> Result<RunReport> {
     let Some((program, args)) = command.split_first() else {
@@ -126,6 +123,7 @@ fn run_in_cgroup(layout: &CgroupLayout, paths: &Paths, command: &[OsString], lim
     cg.delete()?;
     Ok(RunReport { command: shown, cgroup, status, oom_killed, oom_evidence, stats })
 }
+// ANCHOR_END: run
 
 // ANCHOR: oom_verdict
 /// Whether the OOM killer struck, and the counter that shows it. With an `oom_kill`

@@ -175,3 +175,99 @@ impl Stats {
 fn seconds(us: u64) -> String {
     format!("{}.{:03} s", us / 1_000_000, (us % 1_000_000) / 1000)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::cgroup::Dir;
+
+    fn write_files(dir: &Path, files: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+    }
+
+    fn dir(path: &Path, controllers: &[&str]) -> Dir {
+        Dir { controllers: controllers.iter().map(|c| c.to_string()).collect(), path: path.to_path_buf() }
+    }
+
+    // The same usage, written the v1 way (several hierarchies, nanoseconds, huge numbers
+    // for "no limit") and the v2 way (one directory, µs, "max"), reads and prints the same.
+    #[test]
+    fn v1_and_v2_files_read_into_the_same_stats() {
+        let tmp = tempfile::tempdir().unwrap();
+        let v1 = tmp.path().join("v1");
+        write_files(
+            &v1.join("memory"),
+            &[
+                ("memory.usage_in_bytes", "1048576\n"),
+                ("memory.max_usage_in_bytes", "33554432\n"),
+                ("memory.limit_in_bytes", "33554432\n"),
+                ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"),
+            ],
+        );
+        write_files(
+            &v1.join("cpu"),
+            &[
+                ("cpu.cfs_quota_us", "50000\n"),
+                ("cpu.cfs_period_us", "100000\n"),
+                ("cpu.stat", "nr_periods 10\nnr_throttled 9\nthrottled_time 296000000\n"),
+            ],
+        );
+        write_files(&v1.join("cpuacct"), &[("cpuacct.usage", "536000000\n")]);
+        write_files(&v1.join("pids"), &[("pids.current", "4\n"), ("pids.max", "max\n")]);
+        write_files(&v1.join("freezer"), &[("freezer.state", "FROZEN\n")]);
+        let v1 = Cgroup::from_dirs(
+            CgroupMode::V1,
+            "/kthw/x",
+            ["memory", "cpu", "cpuacct", "pids", "freezer"].iter().map(|c| dir(&v1.join(c), &[c])).collect(),
+        );
+
+        let v2 = tmp.path().join("v2");
+        write_files(
+            &v2,
+            &[
+                ("memory.current", "1048576\n"),
+                ("memory.peak", "33554432\n"),
+                ("memory.max", "33554432\n"),
+                ("memory.events", "low 0\nhigh 0\nmax 40\noom 1\noom_kill 1\n"),
+                ("cpu.max", "50000 100000\n"),
+                ("cpu.stat", "usage_usec 536000\nnr_periods 10\nnr_throttled 9\nthrottled_usec 296000\n"),
+                ("pids.current", "4\n"),
+                ("pids.max", "max\n"),
+                ("cgroup.events", "populated 1\nfrozen 1\n"),
+            ],
+        );
+        let v2 = Cgroup::from_dirs(CgroupMode::V2, "/kthw/x", vec![dir(&v2, &["cpu", "memory", "pids"])]);
+
+        let (a, b) = (Stats::read(&v1), Stats::read(&v2));
+        assert_eq!(Stats { mode: CgroupMode::V2, ..a.clone() }, b);
+        assert_eq!(a.render().replace("(v1)", "(v2)"), b.render());
+        assert_eq!(
+            b.render(),
+            "cgroup   /kthw/x (v2)\n\
+             memory   current 1.0 MiB, peak 32.0 MiB, limit 32.0 MiB, OOM kills 1\n\
+             cpu      used 0.536 s, limit 0.5 CPU (50000 µs per 100000 µs), throttled 9 of 10 periods (0.296 s)\n\
+             pids     current 4, limit none\n\
+             freezer  frozen\n"
+        );
+    }
+
+    // A v1 cgroup made by hand in only some hierarchies shows `-` for the rest.
+    #[test]
+    fn missing_controllers_show_a_dash() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_files(
+            tmp.path(),
+            &[("memory.usage_in_bytes", "0\n"), ("memory.limit_in_bytes", "9223372036854771712\n")],
+        );
+        let cg = Cgroup::from_dirs(CgroupMode::Hybrid, "/kthw/y", vec![dir(tmp.path(), &["memory"])]);
+        let text = Stats::read(&cg).render();
+        assert!(text.contains("limit none, OOM kills -"), "{text}");
+        assert!(text.contains("cpu      - (no cpu accounting)"), "{text}");
+        assert!(text.contains("freezer  - (no freezer)"), "{text}");
+    }
+}

@@ -1,5 +1,7 @@
 //! System tests of chapter 2: each proves a limit by running into it, on whichever cgroup
-//! version the machine has (v1 or hybrid here, v2 in the lab VMs). They need root.
+//! version the machine has (v1 or hybrid here, v2 in the lab VMs). They need root. The
+//! output of the `kthw cgroup` commands is checked in the repository's
+//! `tests/ch02_cgroups.rs`, which runs the binary.
 //!
 //! Every test works under its own instance name (from `TestHome`), and an `Instance`
 //! guard deletes that whole cgroup tree even when an assertion fails half-way.
@@ -66,6 +68,11 @@ fn spawn_in(cg: &Cgroup, body: fn() -> i32) -> Pid {
     // SAFETY: the child makes only async-signal-safe calls and ends with `_exit`.
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => unsafe {
+            // Not the harness's output pipes: a child that outlived a failed test would
+            // keep `cargo test | ...` waiting for their end.
+            for fd in 0..3 {
+                libc::close(fd);
+            }
             for &fd in &fds {
                 if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                     libc::_exit(120);
@@ -135,39 +142,6 @@ fn wait_exit(pid: Pid) -> WaitStatus {
     waitpid(pid, None).expect("waitpid")
 }
 
-/// The parts of command output that change from run to run (usage numbers, PIDs, the
-/// test's instance name, the cgroup version) replaced by names, so the book can show it.
-fn redacted(instance: &str, text: &str) -> String {
-    let rules = [
-        (instance.to_string(), "kthw".to_string()),
-        (r"run-\d+".into(), "run-[PID]".into()),
-        (r"\((v1|v2|hybrid)\)".into(), "([MODE])".into()),
-        (r"(current|peak) [0-9.]+ (B|KiB|MiB|GiB)".into(), "$1 [SIZE]".into()),
-        (r"used [0-9.]+ s".into(), "used [TIME]".into()),
-        (r"throttled \d+ of \d+ periods \([0-9.]+ s\)".into(), "throttled [N] of [N] periods ([TIME])".into()),
-        (r"memory\.(oom_control|events) oom_kill".into(), "[OOM FILE] oom_kill".into()),
-    ];
-    rules.iter().fold(text.to_string(), |text, (from, to)| {
-        regex(from).replace_all(&text, to.as_str()).into_owned()
-    })
-}
-
-fn regex(pattern: &str) -> regex::Regex {
-    regex::Regex::new(pattern).expect("valid pattern")
-}
-
-macro_rules! snapshot {
-    ($name:expr, $command:expr, $text:expr) => {
-        insta::with_settings!({
-            omit_expression => true,
-            prepend_module_to_snapshot => false,
-            description => $command,
-        }, {
-            insta::assert_snapshot!($name, $text);
-        });
-    };
-}
-
 fn args(words: &[&str]) -> Vec<OsString> {
     words.iter().map(OsString::from).collect()
 }
@@ -191,11 +165,6 @@ fn memory_hog_is_oom_killed_and_reported() {
         assert!(peak > 30 << 20 && peak <= 32 << 20, "peak {peak} should be at the limit");
     }
     assert!(inst.leftovers().is_empty(), "left behind: {:?}", inst.leftovers());
-    snapshot!(
-        "run-oom",
-        r#"kthw cgroup run --memory 32M -- sh -c 'a=x; while :; do a="$a$a"; done'"#,
-        redacted(&inst.home.paths.instance, &report.render())
-    );
 }
 
 // The limits written by `apply` are in the files of the running version: v1's
@@ -241,31 +210,44 @@ fn fork_loop_stops_at_the_pids_limit() {
 }
 
 // Under --cpus 0.5 a busy loop gets about half the CPU time it gets without a limit
-// (0.3 to 0.7 of it: the machine is shared), and the cgroup counts throttled periods.
+// (0.3 to 0.7 of it: the machine is shared), never more than its quota, and the cgroup
+// counts throttled periods.
 #[test]
 fn cpu_quota_halves_cpu_time() {
     require!(Need::Root, Need::Controller("cpu"));
     let _one_at_a_time = CPU_BOUND.lock().unwrap_or_else(|e| e.into_inner());
     let inst = Instance::new();
-    let mut ratios = Vec::new();
-    // A busy neighbour can starve the unlimited run too; three tries before failing.
+    let mut tries = Vec::new();
+    // A busy neighbour can starve the unlimited run too; three tries before judging.
     for attempt in 0..3 {
         let free = inst.create(&format!("free{attempt}"), &Limits::default()).guard();
-        let half = inst.create(&format!("half{attempt}"), &Limits::parse(None, Some("0.5"), None, None).unwrap()).guard();
+        let half =
+            inst.create(&format!("half{attempt}"), &Limits::parse(None, Some("0.5"), None, None).unwrap()).guard();
         wait_exit(spawn_in(&free, busy_1500ms));
         wait_exit(spawn_in(&half, busy_1500ms));
         let (unlimited, limited) = (cpu_usage_us(&free), cpu_usage_us(&half));
-        let ratio = limited as f64 / unlimited as f64;
-        let stats = Stats::read(&half).cpu.unwrap();
-        assert!(stats.throttled.unwrap_or(0) > 0, "a quota-bound loop is throttled: {stats:?}");
         // The quota is a hard ceiling: 0.5 CPU for 1.5 s, plus one period of slack.
         assert!(limited <= 850_000, "used {limited} µs in 1.5 s under --cpus 0.5");
-        ratios.push((ratio, unlimited, limited));
+        let ratio = limited as f64 / unlimited as f64;
         if (0.3..=0.7).contains(&ratio) {
+            let stats = Stats::read(&half).cpu.unwrap();
+            assert!(stats.throttled.unwrap_or(0) > 0, "a quota-bound loop is throttled: {stats:?}");
             return;
         }
+        tries.push((ratio, unlimited, limited));
     }
-    panic!("limited/unlimited CPU time not within 0.3..0.7 in 3 tries: {ratios:?}");
+    // A ratio says something only if the unlimited loop got most of a CPU (1.5 s of it
+    // is all of one). On a machine so loaded that it did not, half a CPU is more than
+    // the loop could get anyway; a tenth of a CPU still binds, so prove that instead.
+    let busiest = tries.iter().map(|&(_, unlimited, _)| unlimited).max().unwrap_or(0);
+    assert!(busiest < 1_100_000, "limited/unlimited CPU time not within 0.3..0.7 in 3 tries: {tries:?}");
+    eprintln!("cpu_quota_halves_cpu_time: too busy for a ratio ({tries:?}); checking --cpus 0.1");
+    let tenth = inst.create("tenth", &Limits::parse(None, Some("0.1"), None, None).unwrap()).guard();
+    wait_exit(spawn_in(&tenth, busy_1500ms));
+    let stats = Stats::read(&tenth).cpu.unwrap();
+    assert!(stats.usage_us <= 250_000, "0.1 CPU for 1.5 s, plus a period of slack: {stats:?}");
+    assert!(stats.throttled.unwrap_or(0) > 0, "a quota-bound loop is throttled: {stats:?}");
+    assert!(stats.usage_us * 2 < busiest, "the quota, not the load, held it back: {stats:?} vs {tries:?}");
 }
 
 // Freezing stops a busy process (its CPU time stands still) and thawing resumes it.
@@ -337,23 +319,26 @@ fn delete_leaves_nothing_behind() {
     assert!(inst.leftovers().is_empty(), "left behind: {:?}", inst.leftovers());
 }
 
-// `kthw cgroup stat` prints the same lines on v1 and v2: the limits as set, the usage.
+// The stats of a live cgroup show the limits as set and a usage that is really counted.
 #[test]
-fn stat_shows_limits_and_usage() {
+fn stats_show_limits_and_usage() {
     require!(Need::Root, Need::Controller("memory"), Need::Controller("pids"), Need::Controller("cpu"));
     let inst = Instance::new();
     let cg = inst.create("lab02", &Limits::parse(Some("64M"), Some("0.5"), Some("20"), None).unwrap()).guard();
     let child = spawn_in(&cg, sleep_forever);
     std::thread::sleep(Duration::from_millis(100));
     let stats = Stats::read(&cg);
-    assert_eq!(stats.pids.as_ref().map(|p| p.current), Some(1));
-    let command = format!("kthw cgroup stat /{}", inst.path("lab02"));
-    snapshot!("stat", redacted(&inst.home.paths.instance, &command), redacted(&inst.home.paths.instance, &stats.render()));
+    assert_eq!(stats.pids.as_ref().map(|p| (p.current, p.max)), Some((1, Some(20))));
+    let memory = stats.memory.as_ref().expect("memory stats");
+    assert_eq!(memory.max, Some(64 << 20));
+    assert!(memory.current <= 64 << 20);
+    assert_eq!(stats.cpu.as_ref().and_then(|c| c.quota).map(|q| q.quota_us), Some(50_000));
+    assert_eq!(stats.frozen, if cg.dir_for("freezer").is_some() { Some(false) } else { None });
     cg.delete().unwrap();
     wait_exit(child);
 }
 
-// A CPU limit shows up in `kthw cgroup run`'s report as throttled periods.
+// A CPU limit shows up in `kthw cgroup run`'s report, and the command stays under it.
 #[test]
 fn run_reports_cpu_throttling() {
     require!(Need::Root, Need::Controller("cpu"));
@@ -365,13 +350,9 @@ fn run_reports_cpu_throttling() {
     assert_eq!(report.exit_code(), 124, "timeout's status when it had to stop the command");
     assert!(!report.oom_killed);
     let cpu = report.stats.cpu.as_ref().unwrap();
-    assert!(cpu.throttled.unwrap_or(0) > 0, "{cpu:?}");
+    assert_eq!(cpu.quota.map(|q| (q.quota_us, q.period_us)), Some((50_000, 100_000)), "{cpu:?}");
+    assert!(cpu.usage_us <= 650_000, "0.5 CPU for 1 s, plus a period of slack: {cpu:?}");
     assert!(inst.leftovers().is_empty());
-    snapshot!(
-        "run-cpus",
-        "kthw cgroup run --cpus 0.5 --pids 20 -- timeout 1 sh -c 'while :; do :; done'",
-        redacted(&inst.home.paths.instance, &report.render())
-    );
 }
 
 // A limit that the kernel refuses is an error naming the file and the likely cause, and

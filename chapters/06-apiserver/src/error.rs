@@ -10,7 +10,9 @@ pub enum Error {
     #[error("the store failed to {action}: {detail}")]
     Store { action: String, detail: String },
     /// The history a watch or a list needs was compacted away.
-    #[error("revision {requested} has been compacted (history starts at {compacted}); list again and watch from the list's revision")]
+    #[error(
+        "revision {requested} has been compacted (history starts at {compacted}); list again and watch from the list's revision"
+    )]
     Compacted { requested: i64, compacted: i64 },
     /// Compacting to a revision that does not exist yet.
     #[error("cannot compact to revision {requested}: the current revision is {current}")]

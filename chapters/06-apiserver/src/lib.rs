@@ -14,9 +14,13 @@
 //!   later chapters register theirs.
 //! - [`server`]: the HTTP API (axum): routing, discovery, CRUD, list and watch, patches,
 //!   tables and `Status` errors.
+//! - [`client`]: a small client (`kthw ctl`): kubeconfig, discovery, list-then-watch.
+//! - [`lab`]: lab 06's checker, which reads etcd directly.
 //! - [`error`]: the crate's one error type.
 
+pub mod client;
 pub mod error;
+pub mod lab;
 pub mod object;
 pub mod registry;
 pub mod server;

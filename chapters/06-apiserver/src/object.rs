@@ -174,6 +174,6 @@ mod tests {
     fn ages_read_like_kubectl() {
         assert_eq!(age(&json!({})), "<unknown>");
         assert_eq!(age(&json!({"metadata": {"creationTimestamp": now()}})), "0s");
-        assert_eq!(age(&json!({"metadata": {"creationTimestamp": "2020-01-01T00:00:00Z"}})).ends_with('d'), true);
+        assert!(age(&json!({"metadata": {"creationTimestamp": "2020-01-01T00:00:00Z"}})).ends_with('d'));
     }
 }

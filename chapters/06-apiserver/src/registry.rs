@@ -185,11 +185,7 @@ fn pod() -> Kind {
         namespaced: true,
         short_names: &["po"],
         status_subresource: true,
-        default: |pod| {
-            if pod.pointer("/status/phase").is_none() {
-                pod["status"] = json!({"phase": "Pending"});
-            }
-        },
+        default: default_pod,
         validate: validate_pod,
         columns: vec![
             Column::name(),
@@ -197,9 +193,31 @@ fn pod() -> Kind {
             Column { name: "Status", priority: 0, cell: |o| o.pointer("/status/phase").cloned().unwrap_or(json!("")) },
             Column { name: "Restarts", priority: 0, cell: pod_restarts },
             Column::age(),
-            Column { name: "IP", priority: 1, cell: |o| o.pointer("/status/podIP").cloned().unwrap_or(json!("<none>")) },
-            Column { name: "Node", priority: 1, cell: |o| o.pointer("/spec/nodeName").cloned().unwrap_or(json!("<none>")) },
+            Column {
+                name: "IP",
+                priority: 1,
+                cell: |o| o.pointer("/status/podIP").cloned().unwrap_or(json!("<none>")),
+            },
+            Column {
+                name: "Node",
+                priority: 1,
+                cell: |o| o.pointer("/spec/nodeName").cloned().unwrap_or(json!("<none>")),
+            },
         ],
+    }
+}
+
+/// A new Pod is Pending, and a port without a protocol is TCP (kubectl describe shows it).
+fn default_pod(pod: &mut Value) {
+    if pod.pointer("/status/phase").is_none() {
+        pod["status"] = json!({"phase": "Pending"});
+    }
+    let containers = pod.pointer_mut("/spec/containers").and_then(Value::as_array_mut);
+    for container in containers.into_iter().flatten() {
+        let ports = container.get_mut("ports").and_then(Value::as_array_mut);
+        for port in ports.into_iter().flatten().filter(|p| p.get("protocol").is_none()) {
+            port["protocol"] = json!("TCP");
+        }
     }
 }
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use kthw_apiserver::store::{SledStore, Store};
 
-async fn open_fresh_sled_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+async fn open_fresh_sled_store() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(&dir.path().join("store")).unwrap();
-    (Arc::new(store), dir)
+    Some((Arc::new(store), dir))
 }
 
 kthw_apiserver::store_conformance!(open_fresh_sled_store);

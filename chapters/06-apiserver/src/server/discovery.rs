@@ -15,10 +15,10 @@
 //! groups and resources in one document, `apidiscovery.k8s.io/v2`) and a full OpenAPI v2
 //! and v3 schema of every kind, which `kubectl explain` needs.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Value, json};
 
 use super::Api;
@@ -39,7 +39,8 @@ pub async fn api(headers: HeaderMap) -> Json<Value> {
 /// `GET /apis`: the named groups. It must exist even when empty: modern kubectl gives up
 /// on a 404 here.
 pub async fn apis(State(api): State<Api>) -> Json<Value> {
-    let groups: Vec<Value> = api.registry.groups().into_iter().map(|(group, versions)| group_document(group, &versions)).collect();
+    let groups: Vec<Value> =
+        api.registry.groups().into_iter().map(|(group, versions)| group_document(group, &versions)).collect();
     Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
 }
 

@@ -18,11 +18,11 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Value, json};
 
 use super::Api;
@@ -184,9 +184,11 @@ impl Request {
         match self.path.subresource.as_deref() {
             None => Ok(None),
             Some("status") if self.kind.status_subresource => Ok(Some("status")),
-            Some(other) => {
-                Err(ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("{} has no subresource {other:?}", self.kind.plural)))
-            }
+            Some(other) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{} has no subresource {other:?}", self.kind.plural),
+            )),
         }
     }
 
@@ -195,7 +197,9 @@ impl Request {
         if self.wants_table() {
             let rv = object.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
             let rv = rv.as_str().unwrap_or_default().to_string();
-            return Ok((code, Json(table::table(&self.kind, &[object], self.include_object(), &rv, ""))).into_response());
+            return Ok(
+                (code, Json(table::table(&self.kind, &[object], self.include_object(), &rv, ""))).into_response()
+            );
         }
         Ok((code, Json(object)).into_response())
     }
@@ -236,19 +240,22 @@ impl Request {
         };
         // Read pages from the store until we have `limit` objects that match.
         let mut items = Vec::new();
-        let (revision, more) = loop {
+        let (revision, more) = 'pages: loop {
             let page = self.api.store.range(&prefix, start_after.as_deref(), limit).await?;
             for kv in &page.kvs {
-                let object = decode(kv)?;
-                if labels.matches(&object) && fields.matches(&object) && (limit == 0 || items.len() < limit) {
-                    items.push(object);
-                    start_after = Some(kv.key.clone());
+                if limit > 0 && items.len() == limit {
+                    // Full, with keys left over in this page: there is more.
+                    break 'pages (page.revision, true);
                 }
+                let object = decode(kv)?;
+                if labels.matches(&object) && fields.matches(&object) {
+                    items.push(object);
+                }
+                start_after = Some(kv.key.clone());
             }
             if !page.more || items.len() == limit {
                 break (page.revision, page.more);
             }
-            start_after = page.kvs.last().map(|kv| kv.key.clone());
         };
         // Every page of one list reports the revision of its first page.
         let revision = token_revision.unwrap_or(revision);
@@ -288,7 +295,8 @@ impl Request {
             (Some(name), _) => name.to_string(),
             (None, Some(prefix)) => format!("{prefix}{}", random_suffix()),
             (None, None) => {
-                let cause = crate::registry::Cause::new("metadata.name", "Required value: name or generateName is required");
+                let cause =
+                    crate::registry::Cause::new("metadata.name", "Required value: name or generateName is required");
                 return Err(ApiError::invalid(self.kind.kind, "", &[cause]));
             }
         };
@@ -301,7 +309,9 @@ impl Request {
         }
         let key = self.kind.key(namespace, &name);
         match self.api.store.txn(&key, Compare::Absent, Op::Put(encode(&object))).await? {
-            TxnOutcome::Done(kv) => self.respond(StatusCode::CREATED, object::with_resource_version(object, kv.mod_revision)),
+            TxnOutcome::Done(kv) => {
+                self.respond(StatusCode::CREATED, object::with_resource_version(object, kv.mod_revision))
+            }
             TxnOutcome::Failed(_) => Err(ApiError::already_exists(self.kind.plural, &name)),
         }
     }
@@ -445,6 +455,19 @@ impl Request {
 
     /// The request body as a JSON object (any `Content-Type`: some clients send none).
     fn body_object(&self, body: &[u8]) -> ApiResult<Value> {
+        let content_type = self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if content_type.contains("protobuf") {
+            // kubectl's generator commands (`kubectl create namespace NAME`, `create
+            // configmap`) send protobuf. We speak only JSON; they do not fall back.
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                format!(
+                    "this server reads JSON and YAML bodies only, not {content_type}: \
+                     write the object to a file and use `kubectl create -f` or `kubectl apply -f`"
+                ),
+            ));
+        }
         let mut object: Value = serde_json::from_slice(body)
             .or_else(|_| serde_yaml::from_slice(body))
             .map_err(|e| ApiError::bad_request(format!("the request body is not a JSON object: {e}")))?;
@@ -530,10 +553,8 @@ fn encode_continue(revision: i64, last_key: &str) -> String {
 
 fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, String)> {
     let bad = || ApiError::bad_request("invalid continue token: start the list again without it");
-    let bytes: Option<Vec<u8>> = (0..token.len())
-        .step_by(2)
-        .map(|i| token.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect();
+    let bytes: Option<Vec<u8>> =
+        (0..token.len()).step_by(2).map(|i| token.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
     let text = String::from_utf8(bytes.ok_or_else(bad)?).map_err(|_| bad())?;
     let (revision, key) = text.split_once(':').ok_or_else(bad)?;
     if !key.starts_with(prefix) {
@@ -546,7 +567,9 @@ fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, String)> {
 mod tests {
     use super::*;
 
-    fn parse(path: &str) -> Option<(String, Option<String>, String, Option<String>, Option<String>)> {
+    type Parts = (String, Option<String>, String, Option<String>, Option<String>);
+
+    fn parse(path: &str) -> Option<Parts> {
         ResourcePath::parse(path).map(|p| (p.group, p.namespace, p.plural, p.name, p.subresource))
     }
 
@@ -555,14 +578,23 @@ mod tests {
     fn resource_urls_parse() {
         let s = |v: &str| Some(v.to_string());
         assert_eq!(parse("/api/v1/pods"), Some(("".into(), None, "pods".into(), None, None)));
-        assert_eq!(parse("/api/v1/namespaces/default/pods"), Some(("".into(), s("default"), "pods".into(), None, None)));
+        assert_eq!(
+            parse("/api/v1/namespaces/default/pods"),
+            Some(("".into(), s("default"), "pods".into(), None, None))
+        );
         assert_eq!(
             parse("/api/v1/namespaces/default/pods/web/status"),
             Some(("".into(), s("default"), "pods".into(), s("web"), s("status")))
         );
-        assert_eq!(parse("/api/v1/namespaces/kube-system"), Some(("".into(), None, "namespaces".into(), s("kube-system"), None)));
+        assert_eq!(
+            parse("/api/v1/namespaces/kube-system"),
+            Some(("".into(), None, "namespaces".into(), s("kube-system"), None))
+        );
         assert_eq!(parse("/api/v1/namespaces"), Some(("".into(), None, "namespaces".into(), None, None)));
-        assert_eq!(parse("/api/v1/namespaces/x/status"), Some(("".into(), None, "namespaces".into(), s("x"), s("status"))));
+        assert_eq!(
+            parse("/api/v1/namespaces/x/status"),
+            Some(("".into(), None, "namespaces".into(), s("x"), s("status")))
+        );
         assert_eq!(
             parse("/apis/apps/v1/namespaces/default/deployments/web"),
             Some(("apps".into(), s("default"), "deployments".into(), s("web"), None))

@@ -45,8 +45,10 @@ impl ApiError {
     }
     pub fn invalid(kind: &str, name: &str, causes: &[Cause]) -> ApiError {
         let list: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-        let causes: Vec<Value> =
-            causes.iter().map(|c| json!({"reason": "FieldValueRequired", "message": c.message, "field": c.field})).collect();
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|c| json!({"reason": "FieldValueRequired", "message": c.message, "field": c.field}))
+            .collect();
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",

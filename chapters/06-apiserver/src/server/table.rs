@@ -98,9 +98,13 @@ mod tests {
         let pod = json!({"metadata": {"name": "web", "labels": {"app": "web"}},
                          "spec": {"containers": [{"name": "c", "image": "i"}]}, "status": {"phase": "Running"}});
         let t = table(pods, &[pod], IncludeObject::Metadata, "42", "");
-        let names: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node"]);
-        assert_eq!(t["rows"][0]["cells"].as_array().unwrap()[..4], [json!("web"), json!("0/1"), json!("Running"), json!("0")]);
+        assert_eq!(
+            t["rows"][0]["cells"].as_array().unwrap()[..4],
+            [json!("web"), json!("0/1"), json!("Running"), json!("0")]
+        );
         assert_eq!(t["rows"][0]["object"]["metadata"]["labels"]["app"], "web");
         assert_eq!(t["metadata"]["resourceVersion"], "42");
     }

@@ -66,14 +66,13 @@ impl Format {
     fn line(&self, kind: &str, object: Value) -> Bytes {
         let object = match self.table {
             Some(include) => {
-                let rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+                let rv =
+                    object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string();
                 table::table(&self.kind, &[object], include, &rv, "")
             }
             None => object,
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+        event_line(kind, &object)
     }
 
     /// A BOOKMARK: an object of the watched kind with only a resourceVersion.
@@ -83,10 +82,14 @@ impl Format {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.kind.kind, "apiVersion": self.kind.api_version(), "metadata": metadata});
-        let mut line = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+        event_line("BOOKMARK", &object)
     }
+}
+
+/// `{"type":"ADDED","object":{...}}` and a newline. Written by hand so that `type` comes
+/// first, as kube-apiserver sends it (serde_json would sort the keys).
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    Bytes::from(format!("{{\"type\":\"{kind}\",\"object\":{object}}}\n"))
 }
 
 // ANCHOR: watch

@@ -43,7 +43,7 @@ macro_rules! store_conformance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let (store, _guard) = $open().await;
+                let Some((store, _guard)) = $open().await else { return };
                 $crate::store::conformance::$name(store).await;
             }
         )+
@@ -125,8 +125,7 @@ pub async fn txn_compares_mod_revision(store: Arc<dyn Store>) {
     assert_eq!(now, created);
 
     let rev = created.mod_revision;
-    let TxnOutcome::Done(updated) =
-        store.txn("/t/x", Compare::ModRevision(rev), Op::Put(b"3".to_vec())).await.unwrap()
+    let TxnOutcome::Done(updated) = store.txn("/t/x", Compare::ModRevision(rev), Op::Put(b"3".to_vec())).await.unwrap()
     else {
         panic!("an update at the current mod_revision must succeed")
     };
@@ -224,7 +223,9 @@ pub async fn compaction_makes_old_watches_fail(store: Arc<dyn Store>) {
     store.compact(keep).await.unwrap();
     assert_eq!(store.revisions().await.unwrap().compacted, keep);
     match store.watch("/c/", first.mod_revision).await {
-        Err(Error::Compacted { requested, compacted }) => assert_eq!((requested, compacted), (first.mod_revision, keep)),
+        Err(Error::Compacted { requested, compacted }) => {
+            assert_eq!((requested, compacted), (first.mod_revision, keep))
+        }
         Err(other) => panic!("expected Compacted, got {other}"),
         Ok(_) => panic!("a watch from a compacted revision must fail"),
     }

@@ -152,23 +152,29 @@ pub struct Revisions {
 }
 
 pub mod conformance;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod sled_store;
 
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdStore;
 pub use sled_store::SledStore;
 
 use crate::error::{Error, Result};
 
-/// Opens a store from a spec as given on the command line: `sled:PATH` (or a bare path).
+/// Opens a store from a spec as given on the command line: `sled:PATH` (or a bare
+/// path) or `etcd:http://HOST:PORT`.
 ///
 /// # Errors
 /// [`Error::BadStoreSpec`] for an unknown scheme; [`Error::Store`] if it cannot be opened.
 pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn Store>> {
     match spec.split_once(':') {
         Some(("sled", path)) => Ok(std::sync::Arc::new(SledStore::open(std::path::Path::new(path))?)),
-        Some((scheme, _)) if !spec.starts_with('/') && !spec.starts_with('.') => Err(Error::BadStoreSpec {
-            spec: spec.to_string(),
-            why: format!("unknown backend `{scheme}`"),
-        }),
+        #[cfg(feature = "etcd")]
+        Some(("etcd", endpoint)) => Ok(std::sync::Arc::new(EtcdStore::connect(endpoint).await?)),
+        Some((scheme, _)) if !spec.starts_with('/') && !spec.starts_with('.') => {
+            Err(Error::BadStoreSpec { spec: spec.to_string(), why: format!("unknown backend `{scheme}`") })
+        }
         _ => Ok(std::sync::Arc::new(SledStore::open(std::path::Path::new(spec))?)),
     }
 }

@@ -203,11 +203,8 @@ impl Store for SledStore {
                     let events = read_history(&tree, &prefix, next, upto);
                     // Compaction may have removed entries while we read: then we missed some.
                     let compacted = compaction.load(Ordering::SeqCst);
-                    let events = if next < compacted {
-                        Err(Error::Compacted { requested: next, compacted })
-                    } else {
-                        events
-                    };
+                    let events =
+                        if next < compacted { Err(Error::Compacted { requested: next, compacted }) } else { events };
                     match events {
                         Ok(events) => {
                             for event in events {
