@@ -1,4 +1,5 @@
-//! `kthw ns run | exec | ls | show`: chapter 1's namespaces, from the command line.
+//! `kthw ns run | exec | ls | show` (chapter 1): argument parsing only; the work is in
+//! the `kthw-namespaces` crate.
 
 use std::process::ExitCode;
 

@@ -74,7 +74,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|v| match v.split_once(':') {
                     Some((h, c)) if c.starts_with('/') => Ok((PathBuf::from(h), PathBuf::from(c))),
-                    _ => Err(anyhow::anyhow!("--volume {v:?}: expected HOST:CONTAINER with an absolute CONTAINER path")),
+                    _ => {
+                        Err(anyhow::anyhow!("--volume {v:?}: expected HOST:CONTAINER with an absolute CONTAINER path"))
+                    }
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let keep = name.is_some();

@@ -2,6 +2,9 @@
 //!
 //! Every variant says what failed and carries enough context (a path, a command) for the
 //! message to tell the reader how to fix it. Bad input never panics.
+//!
+//! The underlying error is part of each message (`cannot read X: permission denied`) and
+//! is deliberately not also a `#[source]`, so `anyhow`'s `{:#}` does not print it twice.
 
 use std::path::PathBuf;
 
@@ -9,19 +12,17 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file under /proc or /sys, or a state file, could not be read or written.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}: {error}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A system call failed.
-    #[error("{call} failed: {source}")]
+    #[error("{call} failed: {error}")]
     Sys {
         call: &'static str,
-        #[source]
-        source: nix::Error,
+        error: nix::Error,
     },
     /// A command we run (iptables, ip, ...) could not be started or failed.
     #[error("`{command}` failed: {detail}")]
@@ -41,11 +42,11 @@ impl Error {
     /// Wraps an I/O error with the action and path it concerned.
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { action, path, source }
+        move |error| Error::Io { action, path, error }
     }
 
     /// Wraps a failed system call.
     pub fn sys(call: &'static str) -> impl FnOnce(nix::Error) -> Error {
-        move |source| Error::Sys { call, source }
+        move |error| Error::Sys { call, error }
     }
 }

@@ -29,6 +29,11 @@
 //!   a process's host name, PIDs and interfaces.
 //! - [`lab`]: lab 1's checker.
 //! - [`error`]: the crate's one error type.
+//!
+//! Tests: `tests/isolation.rs` proves each isolation property on real processes (root);
+//! `tests/lab.rs` runs the checker on good and bad sleepers. The book's command output
+//! comes from the workspace's `tests/ch01_namespaces.rs`, which runs the real `kthw ns`
+//! commands and writes the snapshots in `tests/snapshots/` here.
 
 pub mod child;
 pub mod error;

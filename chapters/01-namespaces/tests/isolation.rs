@@ -320,3 +320,17 @@ fn pid_file_holds_the_host_pid_and_is_removed() {
     assert_eq!(process.wait().unwrap(), 143);
     assert!(!pid_file.exists());
 }
+
+// A System V message queue made in a new IPC namespace is invisible on the host, and
+// goes away with the namespace.
+#[test]
+fn ipc_objects_stay_in_their_namespace() {
+    require!(Need::Root, Need::Namespace(Namespace::Ipc), Need::Command("ipcmk"));
+    let (code, out) = output(sh("ipcmk -Q >/dev/null && cat /proc/sysvipc/msg").namespace(Namespace::Ipc));
+    assert_eq!(code, 0, "{out}");
+    let queues: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(queues.len(), 1, "exactly our queue inside: {out}");
+    let key = queues[0].split_whitespace().next().unwrap();
+    let host = std::fs::read_to_string("/proc/sysvipc/msg").unwrap();
+    assert!(!host.lines().skip(1).any(|l| l.split_whitespace().next() == Some(key)), "key {key} leaked: {host}");
+}

@@ -55,8 +55,11 @@ pub fn export(store: &Store, image: &Image, dir: &Path, ref_name: &str) -> Resul
     let index_path = dir.join("index.json");
     let mut manifests = if index_path.exists() { read_index(dir)?.manifests().clone() } else { Vec::new() };
     manifests.retain(|d| ref_name_of(d) != Some(ref_name));
+    // A pulled Docker-format manifest keeps its own media type: the index must say
+    // what the blob really is.
+    let media_type = image.manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
     let mut descriptor = Descriptor::new(
-        MediaType::ImageManifest,
+        media_type,
         image.manifest_size,
         image.manifest_digest.parse::<oci_spec::image::Digest>().map_err(|e| Error::bad("digest", e))?,
     );

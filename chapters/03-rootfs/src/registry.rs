@@ -303,6 +303,10 @@ async fn pull_inner(store: &Store, reference: &str, options: &PullOptions) -> Re
         .collect::<Vec<Result<()>>>()
         .await;
     downloads.into_iter().collect::<Result<Vec<()>>>()?;
+    if options.progress {
+        // indicatif leaves the cursor at the end of the last bar.
+        eprintln!();
+    }
 
     // 3. Unpack and name it.
     let name = format!("{}/{}:{}", parsed.registry, parsed.repository, parsed.reference.replace("sha256:", "sha256-"));

@@ -6,6 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -24,6 +25,9 @@ struct Fake {
     layout: PathBuf,
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
+    /// Blob downloads in flight now, and the most seen at once.
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
 }
 
 const TOKEN: &str = "token-for-test-bb";
@@ -81,6 +85,11 @@ async fn v2(State(fake): State<Fake>, headers: HeaderMap, request: Request) -> R
     }
     if let Some(digest) = path.strip_prefix("/v2/test/bb/blobs/") {
         let Ok(bytes) = std::fs::read(blob(digest)) else { return StatusCode::NOT_FOUND.into_response() };
+        // Slow blobs, so that parallel downloads overlap and the test can see it.
+        let now = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        fake.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        fake.in_flight.fetch_sub(1, Ordering::SeqCst);
         if let Some(from) = range.strip_prefix("bytes=").and_then(|r| r.trim_end_matches('-').parse::<usize>().ok()) {
             let rest = bytes[from..].to_vec();
             let content_range = format!("bytes {from}-{}/{}", bytes.len() - 1, bytes.len());
@@ -96,7 +105,13 @@ async fn v2(State(fake): State<Fake>, headers: HeaderMap, request: Request) -> R
 async fn start_fake(layout: &Path) -> Fake {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let fake = Fake { layout: layout.to_path_buf(), port, log: Arc::default() };
+    let fake = Fake {
+        layout: layout.to_path_buf(),
+        port,
+        log: Arc::default(),
+        in_flight: Arc::default(),
+        most_in_flight: Arc::default(),
+    };
     let app = axum::Router::new()
         .route("/token", axum::routing::get(token))
         .route("/v2/{*rest}", axum::routing::get(v2))
@@ -133,6 +148,41 @@ async fn pull_with_token_and_manifest_list() {
     assert!(log[2].starts_with("auth /v2/test/bb/manifests/multi"), "{log:?}");
     assert!(log[3].starts_with(&format!("auth /v2/test/bb/manifests/{}", source.manifest_digest)), "{log:?}");
     assert_eq!(log.iter().filter(|l| l.contains("/blobs/")).count(), 2, "config and one layer: {log:?}");
+}
+
+// Layers download in parallel: with three layers and --parallel 3, the registry sees
+// more than one blob request at once; with --parallel 1, never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_download_in_parallel() {
+    require!(Need::Root);
+    let env = Env::new();
+    let base = env.busybox_image("busybox");
+    let mut layers = Vec::new();
+    for n in 0..2 {
+        let dir = env.scratch(&format!("extra{n}"));
+        std::fs::write(dir.join(format!("file{n}")), format!("layer {n}\n")).unwrap();
+        layers.push(
+            import::store_layer(&env.store, |w| kthw_rootfs::diff::write_tar(&dir, w, &Default::default()).map(|_| ()))
+                .unwrap(),
+        );
+    }
+    let image =
+        import::write_image(&env.store, "three", base.config.clone(), base.manifest.layers().clone(), layers, None)
+            .unwrap();
+    let layout = env.home.path().join("three");
+    oci::export(&env.store, &image, &layout, "latest").unwrap();
+    let fake = start_fake(&layout).await;
+    let reference = format!("127.0.0.1:{}/test/bb:latest", fake.port);
+
+    let parallel = Env::new();
+    pull(&parallel.store, &reference, &PullOptions { parallel: 3, ..Default::default() }).await.unwrap();
+    assert!(fake.most_in_flight.load(Ordering::SeqCst) >= 2, "downloads did not overlap");
+
+    fake.most_in_flight.store(0, Ordering::SeqCst);
+    let serial = Env::new();
+    let pulled = pull(&serial.store, &reference, &PullOptions { parallel: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(fake.most_in_flight.load(Ordering::SeqCst), 1);
+    assert_eq!(pulled.manifest.layers().len(), 3);
 }
 
 // A download cut off halfway is resumed with a Range request, and still verified.

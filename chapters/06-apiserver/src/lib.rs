@@ -16,8 +16,11 @@
 //!   tables and `Status` errors.
 //! - [`client`]: a small client (`kthw ctl`): kubeconfig, discovery, list-then-watch.
 //! - [`lab`]: lab 06's checker, which reads etcd directly.
+//! - `bench` (feature `etcd`): the store and the API server measured against a real etcd.
 //! - [`error`]: the crate's one error type.
 
+#[cfg(feature = "etcd")]
+pub mod bench;
 pub mod client;
 pub mod error;
 pub mod lab;
