@@ -38,10 +38,8 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Check { chapter, json } => {
             let wanted = format!("{:0>2}", chapter.trim());
-            let lab = labs
-                .iter()
-                .find(|l| l.id == wanted)
-                .ok_or_else(|| kthw_lab::Error::NoSuchLab(chapter.clone()))?;
+            let lab =
+                labs.iter().find(|l| l.id == wanted).ok_or_else(|| kthw_lab::Error::NoSuchLab(chapter.clone()))?;
             let ctx = Context { paths: kthw_lab::Paths::from_env() };
             let quiet = json.as_deref() == Some("-");
             if !quiet {

@@ -101,7 +101,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("{} {}", committed.name, committed.id());
         }
         Command::Ls => {
-            println!("{:<20} {:<32} {}", "NAME", "IMAGE", "MOUNTED AT");
+            println!("{:<20} {:<32} MOUNTED AT", "NAME", "IMAGE");
             for r in Rootfs::list(&paths)? {
                 let at = r.meta.mounted_at.as_ref().map_or("-".to_string(), |p| p.display().to_string());
                 println!("{:<20} {:<32} {at}", r.meta.name, r.meta.image);

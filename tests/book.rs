@@ -34,20 +34,16 @@ use regex::Regex;
 /// mdBook's link directives (`{{#include ...}}`, `{{#rustdoc_include ...}}`, ...), found as
 /// mdBook's `links` preprocessor finds them: anywhere in a page, code blocks included. The
 /// first alternative is an escaped directive (`\{{#include ...}}`), which mdBook prints as is.
-static DIRECTIVE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\\\{\{#[^}]*\}\}|\{\{\s*#([a-zA-Z0-9_]+)\s+([^}]+)\}\}").expect("directive regex")
-});
+static DIRECTIVE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\\{\{#[^}]*\}\}|\{\{\s*#([a-zA-Z0-9_]+)\s+([^}]+)\}\}").expect("directive regex"));
 
 /// The start and end markers of an anchor, with mdBook's own patterns.
-static ANCHOR_START: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"ANCHOR:\s*([\w-]+)").expect("anchor start regex"));
-static ANCHOR_END: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"ANCHOR_END:\s*([\w-]+)").expect("anchor end regex"));
+static ANCHOR_START: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"ANCHOR:\s*([\w-]+)").expect("anchor start regex"));
+static ANCHOR_END: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"ANCHOR_END:\s*([\w-]+)").expect("anchor end regex"));
 
 /// A lab stage's book reference as a string literal in a chapter crate.
-static LAB_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#""(ch\d\d-[a-z0-9-]+\.md)#([a-z0-9-]+)""#).expect("lab reference regex")
-});
+static LAB_REFERENCE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#""(ch\d\d-[a-z0-9-]+\.md)#([a-z0-9-]+)""#).expect("lab reference regex"));
 
 /// What a directive includes from its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +54,7 @@ enum Part {
     Anchor(String),
     /// Lines by number: `FILE:N`, `FILE:N:`, `FILE:N:M` or `FILE::M`. `start` is 1-based;
     /// `open_end` is true for `N:` (to the end of the file).
-    Lines {
-        start: Option<usize>,
-        open_end: bool,
-        spec: String,
-    },
+    Lines { start: Option<usize>, open_end: bool, spec: String },
 }
 
 /// One include directive in one page.
@@ -119,19 +111,13 @@ fn find_includes(root: &Path) -> (Vec<Include>, Vec<String>) {
                 // `{{#title ...}}` sets the page title; it names no file.
                 "title" => continue,
                 other => {
-                    problems.push(format!(
-                        "{here}: `{whole}`: mdBook has no `#{other}` directive"
-                    ));
+                    problems.push(format!("{here}: `{whole}`: mdBook has no `#{other}` directive"));
                     continue;
                 }
             }
             let target = args.as_str().split_whitespace().next().unwrap_or("");
             let (path, part) = parse_target(target);
-            let part = if kind.as_str().starts_with("play") {
-                Part::Whole
-            } else {
-                part
-            };
+            let part = if kind.as_str().starts_with("play") { Part::Whole } else { part };
             includes.push(Include {
                 page: page.clone(),
                 line,
@@ -166,20 +152,18 @@ fn check_includes(root: &Path) -> Vec<String> {
                 snapshot_hint(&inc.file)
             )),
             Part::Whole => {}
-            Part::Lines { start, open_end, spec } if is_snapshot => {
-                match snapshot_content_start(&read(&inc.file)) {
-                    None => problems.push(format!(
-                        "{here}: {} is not an insta snapshot (no `---` header of its own)",
-                        rel(root, &inc.file)
-                    )),
-                    Some(first) if *start == Some(first) && *open_end => {}
-                    Some(first) => problems.push(format!(
-                        "{here}: `:{spec}` does not start right after insta's header and run to the end; \
+            Part::Lines { start, open_end, spec } if is_snapshot => match snapshot_content_start(&read(&inc.file)) {
+                None => problems.push(format!(
+                    "{here}: {} is not an insta snapshot (no `---` header of its own)",
+                    rel(root, &inc.file)
+                )),
+                Some(first) if *start == Some(first) && *open_end => {}
+                Some(first) => problems.push(format!(
+                    "{here}: `:{spec}` does not start right after insta's header and run to the end; \
                          the content of {} starts at line {first}, so write `:{first}:`",
-                        rel(root, &inc.file)
-                    )),
-                }
-            }
+                    rel(root, &inc.file)
+                )),
+            },
             Part::Lines { spec, .. } => problems.push(format!(
                 "{here}: includes by line numbers (`:{spec}`), which drift silently when the file changes; \
                  mark the lines with anchor comments and include `FILE:name` instead"
@@ -213,7 +197,8 @@ fn check_unused_anchors(root: &Path) -> Vec<String> {
             let name = name.as_str().to_string();
             let here = format!("{}:{}", rel(root, &file), n + 1);
             if !seen.insert(name.clone()) {
-                problems.push(format!("{here}: anchor `{name}` appears twice in this file; mdBook shows only the first"));
+                problems
+                    .push(format!("{here}: anchor `{name}` appears twice in this file; mdBook shows only the first"));
             } else if !used.contains(&(file.clone(), name.clone())) {
                 problems.push(format!(
                     "{here}: anchor `{name}` is not included by any page in book/src; show it with \
@@ -268,12 +253,7 @@ fn check_code_blocks(root: &Path) -> Vec<String> {
         let text = read(&page);
         for block in code_blocks(&text) {
             let here = format!("{}:{}", rel(root, &page), block.line);
-            let lang = block
-                .info
-                .split([',', ' ', '\t', '{'])
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase();
+            let lang = block.info.split([',', ' ', '\t', '{']).next().unwrap_or("").to_ascii_lowercase();
             if lang.is_empty() {
                 problems.push(format!(
                     "{here}: a code block without a language is Rust to `mdbook test`; \
@@ -282,10 +262,7 @@ fn check_code_blocks(root: &Path) -> Vec<String> {
             } else if lang == "rust" || lang == "rs" {
                 let only_includes = block.body.iter().all(|l| {
                     let l = l.trim();
-                    l.is_empty()
-                        || DIRECTIVE
-                            .find(l)
-                            .is_some_and(|m| m.start() == 0 && m.end() == l.len())
+                    l.is_empty() || DIRECTIVE.find(l).is_some_and(|m| m.start() == 0 && m.end() == l.len())
                 });
                 if !only_includes || block.body.iter().all(|l| l.trim().is_empty()) {
                     problems.push(format!(
@@ -315,19 +292,11 @@ fn check_all(root: &Path) -> Vec<String> {
 fn anchor_lines(text: &str, name: &str) -> Result<(usize, usize), String> {
     let is = |re: &Regex, line: &str| re.captures(line).is_some_and(|c| &c[1] == name);
     let lines: Vec<&str> = text.lines().collect();
-    let start = lines
-        .iter()
-        .position(|l| is(&ANCHOR_START, l))
-        .ok_or_else(|| format!("no anchor `{name}`"))?;
+    let start = lines.iter().position(|l| is(&ANCHOR_START, l)).ok_or_else(|| format!("no anchor `{name}`"))?;
     let end = lines[start + 1..]
         .iter()
         .position(|l| is(&ANCHOR_END, l))
-        .ok_or_else(|| {
-            format!(
-                "anchor `{name}` has no end marker after its start (line {})",
-                start + 1
-            )
-        })?;
+        .ok_or_else(|| format!("anchor `{name}` has no end marker after its start (line {})", start + 1))?;
     Ok((start + 2, start + end + 1))
 }
 
@@ -338,17 +307,12 @@ fn snapshot_content_start(text: &str) -> Option<usize> {
     if lines.next()?.1.trim_end() != "---" {
         return None;
     }
-    lines
-        .find(|(_, l)| l.trim_end() == "---")
-        .map(|(n, _)| n + 2)
+    lines.find(|(_, l)| l.trim_end() == "---").map(|(n, _)| n + 2)
 }
 
 fn snapshot_hint(file: &Path) -> String {
     match snapshot_content_start(&read(file)) {
-        Some(first) => format!(
-            ": `...{}:{first}:`",
-            file.file_name().unwrap_or_default().to_string_lossy()
-        ),
+        Some(first) => format!(": `...{}:{first}:`", file.file_name().unwrap_or_default().to_string_lossy()),
         None => String::new(),
     }
 }
@@ -361,9 +325,8 @@ fn snapshot_hint(file: &Path) -> String {
 /// attribute `{#custom-id}` keeps that id. The mdBook test below checks this function
 /// against the ids of the real rendered book.
 fn heading_ids(markdown: &str) -> Vec<String> {
-    static ATX: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^ {0,3}#{1,6}(?:[ \t]+(.*?))?[ \t]*$").expect("heading regex")
-    });
+    static ATX: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^ {0,3}#{1,6}(?:[ \t]+(.*?))?[ \t]*$").expect("heading regex"));
     static CLOSING_HASHES: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"(?:^|[ \t]+)#+$").expect("closing hashes regex"));
     static SETEXT_UNDERLINE: LazyLock<Regex> =
@@ -384,11 +347,7 @@ fn heading_ids(markdown: &str) -> Vec<String> {
             continue;
         }
         // A one-line paragraph underlined with `===` or `---` (a setext heading).
-        let paragraph = |j: usize| {
-            lines
-                .get(j)
-                .is_some_and(|l| !l.trim().is_empty() && !ATX.is_match(l))
-        };
+        let paragraph = |j: usize| lines.get(j).is_some_and(|l| !l.trim().is_empty() && !ATX.is_match(l));
         let blank_before = i < 2 || lines.get(i - 2).is_none_or(|l| l.trim().is_empty());
         if SETEXT_UNDERLINE.is_match(raw) && i > 0 && paragraph(i - 1) && blank_before {
             headings.push(lines[i - 1].trim().to_string());
@@ -404,11 +363,7 @@ fn heading_ids(markdown: &str) -> Vec<String> {
         }
         let id = normalize_id(&heading_text(&text));
         let count = counter.entry(id.clone()).or_insert(0);
-        ids.push(if *count == 0 {
-            id.clone()
-        } else {
-            format!("{id}-{count}")
-        });
+        ids.push(if *count == 0 { id.clone() } else { format!("{id}-{count}") });
         *count += 1;
     }
     ids
@@ -417,14 +372,11 @@ fn heading_ids(markdown: &str) -> Vec<String> {
 /// The text of a heading as it reads once rendered: code spans keep their content,
 /// elsewhere links keep their text and markup is dropped.
 fn heading_text(markdown: &str) -> String {
-    static LINK: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"!?\[([^\]]*)\]\([^)]*\)").expect("link regex"));
+    static LINK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"!?\[([^\]]*)\]\([^)]*\)").expect("link regex"));
     static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<[^>]*>").expect("tag regex"));
-    static ENTITY: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"&[a-zA-Z0-9#]+;").expect("entity regex"));
-    static EMPHASIS: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(^|[^A-Za-z0-9_])_+|_+([^A-Za-z0-9_]|$)").expect("emphasis regex")
-    });
+    static ENTITY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"&[a-zA-Z0-9#]+;").expect("entity regex"));
+    static EMPHASIS: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(^|[^A-Za-z0-9_])_+|_+([^A-Za-z0-9_]|$)").expect("emphasis regex"));
     let mut out = String::new();
     for (i, piece) in markdown.split('`').enumerate() {
         if i % 2 == 1 {
@@ -477,14 +429,7 @@ fn code_blocks(markdown: &str) -> Vec<CodeBlock<'_>> {
                     let info = caps.get(2).map_or("", |m| m.as_str());
                     // A backtick fence's info string may not contain a backtick (that is inline code).
                     if !(caps[1].starts_with('`') && info.contains('`')) {
-                        open = Some((
-                            caps[1].to_string(),
-                            CodeBlock {
-                                line: n + 1,
-                                info,
-                                body: Vec::new(),
-                            },
-                        ));
+                        open = Some((caps[1].to_string(), CodeBlock { line: n + 1, info, body: Vec::new() }));
                     }
                 }
             }
@@ -514,12 +459,7 @@ fn lines_outside_code(markdown: &str) -> Vec<&str> {
             first..=first + b.body.len() + 1
         })
         .collect();
-    markdown
-        .lines()
-        .enumerate()
-        .filter(|(n, _)| !inside.contains(&(n + 1)))
-        .map(|(_, l)| l)
-        .collect()
+    markdown.lines().enumerate().filter(|(n, _)| !inside.contains(&(n + 1))).map(|(_, l)| l).collect()
 }
 
 /// Files ending in `.ext` under `dir`, sorted; build output and hidden folders are skipped.
@@ -564,16 +504,11 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 fn rel(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
 fn read(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -598,9 +533,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        Fixture {
-            dir: tempfile::tempdir().expect("a temporary folder"),
-        }
+        Fixture { dir: tempfile::tempdir().expect("a temporary folder") }
     }
 
     fn root(&self) -> &Path {
@@ -622,22 +555,13 @@ impl Fixture {
 }
 
 fn assert_one_problem(problems: &[String], needles: &[&str]) {
-    assert_eq!(
-        problems.len(),
-        1,
-        "expected exactly one problem, got {problems:#?}"
-    );
+    assert_eq!(problems.len(), 1, "expected exactly one problem, got {problems:#?}");
     for needle in needles {
-        assert!(
-            problems[0].contains(needle),
-            "{:?} should mention {needle:?}",
-            problems[0]
-        );
+        assert!(problems[0].contains(needle), "{:?} should mention {needle:?}", problems[0]);
     }
 }
 
-const GOOD_PAGE: &str =
-    "# One\n\n```rust\n{{#include ../../chapters/01-x/src/lib.rs:greet}}\n```\n";
+const GOOD_PAGE: &str = "# One\n\n```rust\n{{#include ../../chapters/01-x/src/lib.rs:greet}}\n```\n";
 
 // A page whose includes, anchors and code blocks are all right has no problem.
 #[test]
@@ -651,39 +575,21 @@ fn a_correct_fixture_has_no_problems() {
 #[test]
 fn missing_include_file_is_reported() {
     let f = Fixture::new();
-    f.with_greet().write(
-        "book/src/ch01-x.md",
-        &format!("{GOOD_PAGE}\n{{{{#include ../../chapters/01-x/src/gone.rs}}}}\n"),
-    );
-    assert_one_problem(
-        &check_includes(f.root()),
-        &[
-            "book/src/ch01-x.md:7",
-            "no such file chapters/01-x/src/gone.rs",
-        ],
-    );
+    f.with_greet()
+        .write("book/src/ch01-x.md", &format!("{GOOD_PAGE}\n{{{{#include ../../chapters/01-x/src/gone.rs}}}}\n"));
+    assert_one_problem(&check_includes(f.root()), &["book/src/ch01-x.md:7", "no such file chapters/01-x/src/gone.rs"]);
 }
 
 // An include of an anchor the file does not have is reported, and so is a start without an end.
 #[test]
 fn missing_anchor_is_reported() {
     let f = Fixture::new();
-    f.with_greet()
-        .write("book/src/ch01-x.md", &GOOD_PAGE.replace(":greet", ":wave"));
-    assert_one_problem(
-        &check_includes(f.root()),
-        &["no anchor `wave`", "chapters/01-x/src/lib.rs"],
-    );
+    f.with_greet().write("book/src/ch01-x.md", &GOOD_PAGE.replace(":greet", ":wave"));
+    assert_one_problem(&check_includes(f.root()), &["no anchor `wave`", "chapters/01-x/src/lib.rs"]);
 
-    f.write(
-        "chapters/01-x/src/lib.rs",
-        &format!("// {START}greet\nfn greet() {{}}\n"),
-    );
+    f.write("chapters/01-x/src/lib.rs", &format!("// {START}greet\nfn greet() {{}}\n"));
     f.write("book/src/ch01-x.md", GOOD_PAGE);
-    assert_one_problem(
-        &check_includes(f.root()),
-        &["anchor `greet` has no end marker"],
-    );
+    assert_one_problem(&check_includes(f.root()), &["anchor `greet` has no end marker"]);
 }
 
 // An anchor that no page includes is reported with its file, line and name.
@@ -691,29 +597,20 @@ fn missing_anchor_is_reported() {
 fn unused_anchor_is_reported() {
     let f = Fixture::new();
     f.with_greet().write("book/src/ch01-x.md", "# One\n");
-    assert_one_problem(
-        &check_unused_anchors(f.root()),
-        &["chapters/01-x/src/lib.rs:1", "anchor `greet`"],
-    );
+    assert_one_problem(&check_unused_anchors(f.root()), &["chapters/01-x/src/lib.rs:1", "anchor `greet`"]);
     // Anchors in the binary's sources and in tests count too.
     f.write("book/src/ch01-x.md", GOOD_PAGE);
     f.write("tests/t.rs", &format!("// {START}helper\n// {END}helper\n"));
-    assert_one_problem(
-        &check_unused_anchors(f.root()),
-        &["tests/t.rs:1", "anchor `helper`"],
-    );
+    assert_one_problem(&check_unused_anchors(f.root()), &["tests/t.rs:1", "anchor `helper`"]);
 }
 
 // Line-number includes of source files are refused: they drift silently.
 #[test]
 fn line_number_include_of_source_is_refused() {
     let f = Fixture::new();
-    f.with_greet()
-        .write("book/src/ch01-x.md", &GOOD_PAGE.replace(":greet", ":2:2"));
-    let problems: Vec<String> = check_all(f.root())
-        .into_iter()
-        .filter(|p| !p.contains("not included by any page"))
-        .collect();
+    f.with_greet().write("book/src/ch01-x.md", &GOOD_PAGE.replace(":greet", ":2:2"));
+    let problems: Vec<String> =
+        check_all(f.root()).into_iter().filter(|p| !p.contains("not included by any page")).collect();
     assert_one_problem(&problems, &["includes by line numbers (`:2:2`)"]);
 }
 
@@ -735,22 +632,13 @@ fn snapshot_include_must_start_after_the_header() {
 
     for bad in [":4:", ":6:", ":5", ":5:6"] {
         f.write("book/src/ch01-x.md", &page(bad));
-        assert_one_problem(
-            &check_includes(f.root()),
-            &["starts at line 5, so write `:5:`"],
-        );
+        assert_one_problem(&check_includes(f.root()), &["starts at line 5, so write `:5:`"]);
     }
     f.write("book/src/ch01-x.md", &page(""));
-    assert_one_problem(
-        &check_includes(f.root()),
-        &["insta's header", "cli__hello.snap:5:"],
-    );
+    assert_one_problem(&check_includes(f.root()), &["insta's header", "cli__hello.snap:5:"]);
 
     // With `omit_expression` the header is one line shorter, and so is the offset.
-    f.write(
-        "chapters/01-x/tests/snapshots/cli__hello.snap",
-        "---\nsource: x.rs\n---\nhello\n",
-    );
+    f.write("chapters/01-x/tests/snapshots/cli__hello.snap", "---\nsource: x.rs\n---\nhello\n");
     f.write("book/src/ch01-x.md", &page(":4:"));
     assert_eq!(check_includes(f.root()), Vec::<String>::new());
 }
@@ -763,64 +651,30 @@ fn missing_lab_heading_is_reported() {
         "book/src/ch01-x.md",
         "# 1. One\n\n## IP forwarding\n\n## Custom {#my-id}\n\n```bash\n# not a heading\n```\n",
     );
-    let stages =
-        |book: &str| format!("fn lab() {{ Stage::new(\"a stage\", \"{book}\", check); }}\n");
+    let stages = |book: &str| format!("fn lab() {{ Stage::new(\"a stage\", \"{book}\", check); }}\n");
 
-    for good in [
-        "ch01-x.md#ip-forwarding",
-        "ch01-x.md#my-id",
-        "ch01-x.md#1-one",
-    ] {
+    for good in ["ch01-x.md#ip-forwarding", "ch01-x.md#my-id", "ch01-x.md#1-one"] {
         f.write("chapters/01-x/src/lab.rs", &stages(good));
-        assert_eq!(
-            check_lab_references(f.root()),
-            Vec::<String>::new(),
-            "{good}"
-        );
+        assert_eq!(check_lab_references(f.root()), Vec::<String>::new(), "{good}");
     }
-    f.write(
-        "chapters/01-x/src/lab.rs",
-        &stages("ch01-x.md#not-a-heading"),
-    );
+    f.write("chapters/01-x/src/lab.rs", &stages("ch01-x.md#not-a-heading"));
     assert_one_problem(
         &check_lab_references(f.root()),
-        &[
-            "chapters/01-x/src/lab.rs:1",
-            "no heading with id `not-a-heading`",
-            "ip-forwarding",
-        ],
+        &["chapters/01-x/src/lab.rs:1", "no heading with id `not-a-heading`", "ip-forwarding"],
     );
-    f.write(
-        "chapters/01-x/src/lab.rs",
-        &stages("ch02-y.md#ip-forwarding"),
-    );
-    assert_one_problem(
-        &check_lab_references(f.root()),
-        &["no page book/src/ch02-y.md"],
-    );
+    f.write("chapters/01-x/src/lab.rs", &stages("ch02-y.md#ip-forwarding"));
+    assert_one_problem(&check_lab_references(f.root()), &["no page book/src/ch02-y.md"]);
 }
 
 // Rust pasted into a page is reported; a Rust block holding only an include is fine.
 #[test]
 fn pasted_rust_is_reported() {
     let f = Fixture::new();
-    f.with_greet().write(
-        "book/src/ch01-x.md",
-        &format!("{GOOD_PAGE}\n```rust,ignore\nfn main() {{}}\n```\n"),
-    );
-    assert_one_problem(
-        &check_code_blocks(f.root()),
-        &["book/src/ch01-x.md:7", "Rust pasted"],
-    );
+    f.with_greet().write("book/src/ch01-x.md", &format!("{GOOD_PAGE}\n```rust,ignore\nfn main() {{}}\n```\n"));
+    assert_one_problem(&check_code_blocks(f.root()), &["book/src/ch01-x.md:7", "Rust pasted"]);
 
-    f.write(
-        "book/src/ch01-x.md",
-        &format!("{GOOD_PAGE}\n```\nls /\n```\n\n```console\n$ ls /\n```\n"),
-    );
-    assert_one_problem(
-        &check_code_blocks(f.root()),
-        &["book/src/ch01-x.md:7", "without a language"],
-    );
+    f.write("book/src/ch01-x.md", &format!("{GOOD_PAGE}\n```\nls /\n```\n\n```console\n$ ls /\n```\n"));
+    assert_one_problem(&check_code_blocks(f.root()), &["book/src/ch01-x.md:7", "without a language"]);
 }
 
 // Heading ids follow mdBook: punctuation dropped, spaces to dashes, repeats numbered.
@@ -830,14 +684,7 @@ fn heading_ids_follow_mdbook() {
               ## If `Vec<T>` & *you* [link](x.md) fail ##\n## Named {#named .class}\n";
     assert_eq!(
         heading_ids(md),
-        [
-            "0-your-lab-machine",
-            "kthw-doctor-a-preflight",
-            "recap",
-            "recap-1",
-            "if-vect--you-link-fail",
-            "named"
-        ]
+        ["0-your-lab-machine", "kthw-doctor-a-preflight", "recap", "recap-1", "if-vect--you-link-fail", "named"]
     );
 }
 
@@ -845,12 +692,7 @@ fn heading_ids_follow_mdbook() {
 #[test]
 fn the_real_book_passes_every_check() {
     let problems = check_all(&repo_root());
-    assert!(
-        problems.is_empty(),
-        "{} problem(s) in the book:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} problem(s) in the book:\n{}", problems.len(), problems.join("\n"));
 }
 
 /// mdBook: `$KTHW_MDBOOK`, else on `PATH`, else where `scripts/test.sh` installs it.
@@ -883,13 +725,7 @@ fn mdbook_or_skip(test: &str) -> Option<PathBuf> {
 /// [`heading_ids`] computes (the lab references are checked with that function).
 fn mdbook_problems(mdbook: &Path, book_dir: &Path) -> Vec<String> {
     let dest = tempfile::tempdir().expect("a temporary folder");
-    let out = match Command::new(mdbook)
-        .arg("build")
-        .arg(book_dir)
-        .arg("-d")
-        .arg(dest.path())
-        .output()
-    {
+    let out = match Command::new(mdbook).arg("build").arg(book_dir).arg("-d").arg(dest.path()).output() {
         Ok(out) => out,
         Err(e) => return vec![format!("cannot run {}: {e}", mdbook.display())],
     };
@@ -897,14 +733,10 @@ fn mdbook_problems(mdbook: &Path, book_dir: &Path) -> Vec<String> {
     if !out.status.success() {
         return vec![format!("`mdbook build` failed ({}):\n{stderr}", out.status)];
     }
-    let mut problems: Vec<String> = stderr
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .map(|l| format!("mdbook: {l}"))
-        .collect();
+    let mut problems: Vec<String> =
+        stderr.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).map(|l| format!("mdbook: {l}")).collect();
 
-    static HTML_ID: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r#"<h[1-6] id="([^"]+)""#).expect("html id regex"));
+    static HTML_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"<h[1-6] id="([^"]+)""#).expect("html id regex"));
     let src = book_dir.join("src");
     for page in files_under(&src, "md") {
         let Ok(name) = page.strip_prefix(&src) else {
@@ -915,11 +747,7 @@ fn mdbook_problems(mdbook: &Path, book_dir: &Path) -> Vec<String> {
             continue;
         }
         let html = read(&html);
-        let rendered: Vec<&str> = HTML_ID
-            .captures_iter(&html)
-            .filter_map(|c| c.get(1))
-            .map(|m| m.as_str())
-            .collect();
+        let rendered: Vec<&str> = HTML_ID.captures_iter(&html).filter_map(|c| c.get(1)).map(|m| m.as_str()).collect();
         let computed = heading_ids(&read(&page));
         if computed != rendered {
             problems.push(format!(
@@ -938,10 +766,7 @@ fn one_page_book(dir: &Path, page: &str) {
         fs::create_dir_all(path.parent().expect("a parent")).expect("create folders");
         fs::write(path, text).expect("write a fixture file");
     };
-    write(
-        "book.toml",
-        "[book]\ntitle = \"fixture\"\nsrc = \"src\"\n\n[build]\ncreate-missing = false\n",
-    );
+    write("book.toml", "[book]\ntitle = \"fixture\"\nsrc = \"src\"\n\n[build]\ncreate-missing = false\n");
     write("src/SUMMARY.md", "# Summary\n\n- [Page](page.md)\n");
     write("src/page.md", page);
 }
@@ -954,12 +779,7 @@ fn mdbook_builds_without_warnings() {
         return;
     };
     let problems = mdbook_problems(&mdbook, &repo_root().join("book"));
-    assert!(
-        problems.is_empty(),
-        "{} problem(s) building the book:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} problem(s) building the book:\n{}", problems.len(), problems.join("\n"));
 }
 
 // A build that prints an error is caught, though mdBook itself exits with 0.
@@ -969,17 +789,9 @@ fn mdbook_errors_fail_the_build_check() {
         return;
     };
     let dir = tempfile::tempdir().expect("a temporary folder");
-    one_page_book(
-        dir.path(),
-        "# Page\n\n```text\n{{#include missing.txt}}\n```\n",
-    );
+    one_page_book(dir.path(), "# Page\n\n```text\n{{#include missing.txt}}\n```\n");
     let problems = mdbook_problems(&mdbook, dir.path());
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("ERROR") && p.contains("missing.txt")),
-        "{problems:#?}"
-    );
+    assert!(problems.iter().any(|p| p.contains("ERROR") && p.contains("missing.txt")), "{problems:#?}");
 }
 
 // Heading ids computed here match mdBook's on awkward headings: code, emphasis, links,

@@ -43,11 +43,7 @@ fn completions_for_three_shells() {
 // RUST_LOG controls the logs: they go to stderr, never into a command's output.
 #[test]
 fn logs_go_to_stderr() {
-    let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
-        .args(["lab", "list"])
-        .env("RUST_LOG", "trace")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kthw")).args(["lab", "list"]).env("RUST_LOG", "trace").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("00  "));
 }

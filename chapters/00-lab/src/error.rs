@@ -13,17 +13,10 @@ use std::path::PathBuf;
 pub enum Error {
     /// A file under /proc or /sys, or a state file, could not be read or written.
     #[error("cannot {action} {path}: {error}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, error: std::io::Error },
     /// A system call failed.
     #[error("{call} failed: {error}")]
-    Sys {
-        call: &'static str,
-        error: nix::Error,
-    },
+    Sys { call: &'static str, error: nix::Error },
     /// A command we run (iptables, ip, ...) could not be started or failed.
     #[error("`{command}` failed: {detail}")]
     Command { command: String, detail: String },

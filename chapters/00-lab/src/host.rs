@@ -55,9 +55,7 @@ impl Kernel {
 
 /// The machine's host name, from `uname(2)`.
 pub fn hostname() -> String {
-    nix::sys::utsname::uname()
-        .map(|u| u.nodename().to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".into())
+    nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
 }
 
 /// Whether this process runs with root's powers (effective uid 0).
@@ -161,12 +159,8 @@ pub fn try_overlayfs(scratch: &Path) -> Result<(), nix::Error> {
     for d in &dirs {
         std::fs::create_dir_all(d).map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
     }
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        dirs[0].display(),
-        dirs[1].display(),
-        dirs[2].display()
-    );
+    let options =
+        format!("lowerdir={},upperdir={},workdir={}", dirs[0].display(), dirs[1].display(), dirs[2].display());
     let merged = dirs[3].clone();
     let result = in_child(move || {
         nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
@@ -254,9 +248,7 @@ impl CgroupLayout {
     pub fn detect() -> Result<CgroupLayout> {
         let path = "/proc/self/mountinfo";
         let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;
-        CgroupLayout::from_mountinfo(&text, |mount| {
-            std::fs::read_to_string(mount.join("cgroup.controllers")).ok()
-        })
+        CgroupLayout::from_mountinfo(&text, |mount| std::fs::read_to_string(mount.join("cgroup.controllers")).ok())
     }
 
     // ANCHOR: from_mountinfo
@@ -265,10 +257,7 @@ impl CgroupLayout {
     ///
     /// # Errors
     /// Fails if no cgroup filesystem is mounted.
-    pub fn from_mountinfo(
-        mountinfo: &str,
-        v2_controllers: impl Fn(&Path) -> Option<String>,
-    ) -> Result<CgroupLayout> {
+    pub fn from_mountinfo(mountinfo: &str, v2_controllers: impl Fn(&Path) -> Option<String>) -> Result<CgroupLayout> {
         let mut mounts = Vec::new();
         for line in mountinfo.lines() {
             // Fields: id parent dev root MOUNTPOINT options [optional...] - FSTYPE source SUPEROPTIONS
@@ -291,11 +280,8 @@ impl CgroupLayout {
                 }
                 // v2: the controllers are listed in the root's cgroup.controllers.
                 "cgroup2" => {
-                    let controllers = v2_controllers(&path)
-                        .unwrap_or_default()
-                        .split_whitespace()
-                        .map(str::to_string)
-                        .collect();
+                    let controllers =
+                        v2_controllers(&path).unwrap_or_default().split_whitespace().map(str::to_string).collect();
                     mounts.push(CgroupMount { path, version: 2, controllers });
                 }
                 _ => {}
@@ -338,8 +324,20 @@ impl CgroupLayout {
 fn is_v1_controller(option: &str) -> bool {
     matches!(
         option,
-        "cpu" | "cpuacct" | "cpuset" | "memory" | "devices" | "freezer" | "net_cls" | "blkio"
-            | "perf_event" | "net_prio" | "hugetlb" | "pids" | "rdma" | "misc"
+        "cpu"
+            | "cpuacct"
+            | "cpuset"
+            | "memory"
+            | "devices"
+            | "freezer"
+            | "net_cls"
+            | "blkio"
+            | "perf_event"
+            | "net_prio"
+            | "hugetlb"
+            | "pids"
+            | "rdma"
+            | "misc"
     )
 }
 

@@ -285,8 +285,18 @@ mod tests {
         let report = run(&lab(vec![Stage::new("s", "a.md#x", |_| Ok("e".into()))]), &ctx(), |_| {});
         let json = serde_json::to_value(&report).unwrap();
         for field in [
-            "format", "chapter", "title", "host", "kernel", "cgroup_mode", "kthw_version", "started_at",
-            "finished_at", "duration_ms", "passed", "stages",
+            "format",
+            "chapter",
+            "title",
+            "host",
+            "kernel",
+            "cgroup_mode",
+            "kthw_version",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "passed",
+            "stages",
         ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }

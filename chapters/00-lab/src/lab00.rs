@@ -64,10 +64,9 @@ fn ip_forward(_: &Context) -> Outcome {
         .map_err(|e| Failure::new(format!("cannot read {path}: {e}"), "check that /proc is mounted"))?;
     match value.trim() {
         "1" => Ok("net.ipv4.ip_forward = 1".into()),
-        other => Err(Failure::new(
-            format!("net.ipv4.ip_forward = {other}"),
-            "turn it on: `sysctl -w net.ipv4.ip_forward=1`",
-        )),
+        other => {
+            Err(Failure::new(format!("net.ipv4.ip_forward = {other}"), "turn it on: `sysctl -w net.ipv4.ip_forward=1`"))
+        }
     }
 }
 
@@ -92,9 +91,8 @@ fn report_saved(ctx: &Context) -> Outcome {
     let save = format!("save it: `sudo kthw doctor --json > {}`", path.display());
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display()), save.clone()))?;
-    let saved: doctor::Report = serde_json::from_str(&text).map_err(|e| {
-        Failure::new(format!("{} is not a doctor report: {e}", path.display()), save.clone())
-    })?;
+    let saved: doctor::Report = serde_json::from_str(&text)
+        .map_err(|e| Failure::new(format!("{} is not a doctor report: {e}", path.display()), save.clone()))?;
     if saved.host != host::hostname() {
         return Err(Failure::new(
             format!("the saved report is from host {:?}, this is {:?}", saved.host, host::hostname()),

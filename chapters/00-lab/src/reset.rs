@@ -69,7 +69,8 @@ pub fn plan(paths: &Paths) -> Result<Plan> {
     }
     plan.cgroups.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
 
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(Error::io("read", "/proc/self/mountinfo"))?;
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(Error::io("read", "/proc/self/mountinfo"))?;
     plan.mounts = mounts_under(&mountinfo, &[&paths.state, &paths.run]);
 
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
@@ -209,7 +210,8 @@ fn remove_chains(chains: &[(String, String)]) -> Vec<String> {
         }
         let rules = run("iptables", &["-w", "5", "-t", table, "-S"]).unwrap_or_default();
         for rule in rules.lines().filter_map(|l| l.strip_prefix("-A ")) {
-            let jumps_to_ours = ours.iter().any(|c| rule.ends_with(&format!("-j {c}")) || rule.contains(&format!("-j {c} ")));
+            let jumps_to_ours =
+                ours.iter().any(|c| rule.ends_with(&format!("-j {c}")) || rule.contains(&format!("-j {c} ")));
             if jumps_to_ours {
                 let mut args = vec!["-w", "5", "-t", table, "-D"];
                 args.extend(rule.split_whitespace());

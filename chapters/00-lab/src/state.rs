@@ -60,11 +60,7 @@ impl Paths {
         // The name must fit into an interface name with a suffix (Linux allows 15
         // bytes), so it is short: `k` and 7 hex digits of a stable hash of the path.
         let hash = fnv1a(home.as_os_str().as_encoded_bytes());
-        Paths {
-            state: home.join("lib"),
-            run: home.join("run"),
-            instance: format!("k{:07x}", hash & 0x0fff_ffff),
-        }
+        Paths { state: home.join("lib"), run: home.join("run"), instance: format!("k{:07x}", hash & 0x0fff_ffff) }
     }
 }
 // ANCHOR_END: from_env

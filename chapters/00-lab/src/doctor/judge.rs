@@ -30,7 +30,10 @@ fn kernel(facts: &Facts) -> Check {
         Ok(k) if k.version >= (5, 10) => Check::ok("kernel", format!("{} (5.10 or newer)", k.release)),
         Ok(k) if k.version >= (4, 18) => Check::warn(
             "kernel",
-            format!("{} is older than 5.10: time namespaces, the cgroup v2 freezer and overlayfs in user namespaces are missing", k.release),
+            format!(
+                "{} is older than 5.10: time namespaces, the cgroup v2 freezer and overlayfs in user namespaces are missing",
+                k.release
+            ),
             "use a current distribution (Debian 12 has 6.1), or the lab VMs",
         ),
         Ok(k) => Check::fail(
@@ -143,11 +146,9 @@ fn ip_forward(facts: &Facts) -> Check {
             "net.ipv4.ip_forward = 0: containers will not reach anything beyond their bridge",
             "sysctl -w net.ipv4.ip_forward=1",
         ),
-        None => Check::warn(
-            "ip forwarding",
-            "cannot read /proc/sys/net/ipv4/ip_forward",
-            "check that /proc is mounted",
-        ),
+        None => {
+            Check::warn("ip forwarding", "cannot read /proc/sys/net/ipv4/ip_forward", "check that /proc is mounted")
+        }
     }
 }
 
@@ -261,7 +262,12 @@ mod tests {
             namespaces: Namespace::ALL.iter().map(|ns| (*ns, eperm())).collect(),
             controllers: CONTROLLERS
                 .iter()
-                .map(|c| (c.to_string(), Err(format!("cannot create /sys/fs/cgroup/{c}/kthw-doctor-1: Permission denied (os error 13)"))))
+                .map(|c| {
+                    (
+                        c.to_string(),
+                        Err(format!("cannot create /sys/fs/cgroup/{c}/kthw-doctor-1: Permission denied (os error 13)")),
+                    )
+                })
                 .collect(),
             iptables_works: Err("`iptables -w 5 -t nat -S` failed: Permission denied (you must be root)".into()),
             overlayfs: eperm(),

@@ -98,11 +98,8 @@ pub fn report(facts: &probe::Facts) -> Report {
 /// or failure, and a summary.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "kthw doctor: host {}, kernel {}, cgroups {}\n",
-        report.host, report.kernel, report.cgroup_mode
-    );
+    let _ =
+        writeln!(out, "kthw doctor: host {}, kernel {}, cgroups {}\n", report.host, report.kernel, report.cgroup_mode);
     let width = report.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for check in &report.checks {
         let mark = match check.status {

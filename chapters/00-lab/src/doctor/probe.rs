@@ -54,10 +54,7 @@ pub enum Busybox {
 pub fn probe(paths: &Paths) -> Facts {
     let cgroups = CgroupLayout::detect().map_err(|e| e.to_string());
     let controllers = match &cgroups {
-        Ok(layout) => CONTROLLERS
-            .iter()
-            .map(|c| (c.to_string(), try_controller(layout, c, &paths.instance)))
-            .collect(),
+        Ok(layout) => CONTROLLERS.iter().map(|c| (c.to_string(), try_controller(layout, c, &paths.instance))).collect(),
         Err(_) => Vec::new(),
     };
     let scratch = std::env::temp_dir().join(format!("kthw-doctor-overlay-{}", std::process::id()));
@@ -65,10 +62,7 @@ pub fn probe(paths: &Paths) -> Facts {
         host: host::hostname(),
         kernel: Kernel::current().map_err(|e| e.to_string()),
         euid: nix::unistd::geteuid().as_raw(),
-        namespaces: Namespace::ALL
-            .iter()
-            .map(|ns| (*ns, host::try_namespace(*ns).map_err(errno_text)))
-            .collect(),
+        namespaces: Namespace::ALL.iter().map(|ns| (*ns, host::try_namespace(*ns).map_err(errno_text))).collect(),
         cgroups,
         controllers,
         overlayfs: host::try_overlayfs(&scratch).map_err(errno_text),
@@ -113,8 +107,7 @@ fn output(program: &str, args: &[&str]) -> Result<String, String> {
 }
 
 fn busybox() -> Busybox {
-    let Some(path) = ["/bin/busybox", "/usr/bin/busybox"].iter().map(PathBuf::from).find(|p| p.is_file())
-    else {
+    let Some(path) = ["/bin/busybox", "/usr/bin/busybox"].iter().map(PathBuf::from).find(|p| p.is_file()) else {
         return Busybox::Missing;
     };
     match std::fs::read(&path).map(|elf| has_interpreter(&elf)) {
