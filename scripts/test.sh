@@ -21,7 +21,8 @@ timed() {
 timed "packages" install_packages
 timed "rust" install_rust
 timed "mdbook" install_mdbook
-timed "python packages" install_python
+timed "python client" install_python
+timed "kubectl clients" install_kubectls
 # Containers need it from chapter 4 on, and lab 0 checks it.
 sysctl -qw net.ipv4.ip_forward=1
 

@@ -57,8 +57,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config { listen: args.listen, insecure_remote: args.insecure_allow_remote, history: args.history };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = kthw_apiserver::store::open(&store_spec).await?;
         let listener = server::bind(&config).await?;
+        let store = kthw_apiserver::store::open(&store_spec).await?;
         let address = listener.local_addr().context("cannot read the listening address")?;
         // Tests and scripts read this line to learn the port.
         println!("kthw apiserver: serving http://{address} (store {store_spec})");

@@ -40,5 +40,15 @@ export KTHW_BOX=kthw/bookworm
 export CI=true
 
 timed host-deps "$HERE/box/host-deps.sh"
+
+# The debug build of kthw, which the host tests have just built: a release build would
+# compile the whole workspace a second time, for a binary that only runs checks.
+if [ -z "${KTHW_BIN:-}" ]; then
+  REPO=$(cd "$HERE/.." && pwd)
+  TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+  timed "build kthw" bash -c "cd '$REPO' && CARGO_TARGET_DIR='$TARGET' cargo build -q -p kthw"
+  export KTHW_BIN=$TARGET/debug/kthw
+fi
+
 timed box "$HERE/lab-vms" box
 timed "lab-vms test" "$HERE/lab-vms" test "$@"

@@ -152,3 +152,19 @@ async fn compact_forever(store: Arc<dyn Store>, keep: i64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Plain HTTP with no authentication stays on loopback unless explicitly allowed.
+    #[tokio::test]
+    async fn remote_addresses_need_an_explicit_flag() {
+        let config =
+            |listen: &str, insecure_remote| Config { listen: listen.parse().unwrap(), insecure_remote, history: 10 };
+        let refused = bind(&config("0.0.0.0:0", false)).await.expect_err("0.0.0.0 must be refused");
+        assert!(refused.to_string().contains("--insecure-allow-remote"), "{refused}");
+        assert!(bind(&config("127.0.0.1:0", false)).await.is_ok());
+        assert!(bind(&config("0.0.0.0:0", true)).await.is_ok());
+    }
+}

@@ -52,6 +52,9 @@ pub struct SledStore {
     revision: AtomicI64,
     /// The revision up to which every write is on disk. Watchers wait on it.
     durable: watch::Sender<i64>,
+    /// Held by the one writer that is flushing; an async mutex, because it is held
+    /// across the `.await` of the flush.
+    flushing: tokio::sync::Mutex<()>,
     compacted: Arc<AtomicI64>,
 }
 
@@ -69,8 +72,40 @@ impl SledStore {
             commit: std::sync::Mutex::new(()),
             revision: AtomicI64::new(revision),
             durable: watch::Sender::new(revision),
+            flushing: tokio::sync::Mutex::new(()),
             compacted: Arc::new(AtomicI64::new(compacted)),
         })
+    }
+
+    // ANCHOR: group_commit
+    /// Returns once every write up to `revision` is on disk. **Group commit**: writers
+    /// queue for one flush at a time; a writer whose batch was covered by the flush it
+    /// waited for returns without flushing, so one `fsync` serves many writers.
+    async fn make_durable(&self, revision: i64) -> Result<()> {
+        let _flushing = self.flushing.lock().await;
+        if *self.durable.borrow() >= revision {
+            return Ok(()); // The flush we waited for covered us.
+        }
+        // Everything applied so far is in sled's log; this flush makes all of it durable.
+        let applied = self.revision.load(Ordering::SeqCst);
+        self.flush().await?;
+        self.durable.send_if_modified(|durable| {
+            let moved = applied > *durable;
+            *durable = (*durable).max(applied);
+            moved
+        });
+        Ok(())
+    }
+    // ANCHOR_END: group_commit
+
+    /// Writes sled's log to disk (`fsync`): what makes a write durable.
+    async fn flush(&self) -> Result<()> {
+        let tree = self.tree.clone();
+        let flushed = tokio::task::spawn_blocking(move || tree.flush()).await;
+        match flushed {
+            Ok(result) => result.map(drop).map_err(Error::sled("flush")),
+            Err(join) => Err(Error::Store { action: "flush".into(), detail: join.to_string() }),
+        }
     }
 
     /// The key's current state, read from `k/<key>`.
@@ -122,14 +157,8 @@ impl SledStore {
             self.revision.store(revision, Ordering::SeqCst);
             (TxnOutcome::Done(kv), revision)
         };
-        // Outside the lock: other writers can apply their batches while we wait for the
-        // disk, and one flush then covers all of them.
-        self.tree.flush_async().await.map_err(Error::sled("flush"))?;
-        self.durable.send_if_modified(|durable| {
-            let moved = revision > *durable;
-            *durable = (*durable).max(revision);
-            moved
-        });
+        // Outside the lock: other writers apply their batches while we wait for the disk.
+        self.make_durable(revision).await?;
         Ok(outcome)
     }
     // ANCHOR_END: write
@@ -248,7 +277,7 @@ impl Store for SledStore {
             batch.remove(key);
         }
         self.tree.apply_batch(batch).map_err(Error::sled("compact"))?;
-        self.tree.flush_async().await.map_err(Error::sled("flush"))?;
+        self.flush().await?;
         Ok(())
     }
 
