@@ -5,7 +5,8 @@
 #   - host name from Vagrant's machine name; the three VMs resolve each other (/etc/hosts)
 #   - the packages of scripts/packages.txt: already in the local box (nothing to do, no
 #     internet needed); installed with apt on the public box
-#   - /usr/local/bin/kthw -> the host-built binary staged in the synced folder
+#   - /usr/local/bin/kthw -> the host-built binary staged in the synced folder (and
+#     the host tools staged next to it, such as kubectl)
 #   - the host's path of the repository -> /kthw, so test binaries built on the host,
 #     which remember where their sources and snapshots were, find them here
 set -euo pipefail
@@ -46,7 +47,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ -x /kthw/vagrant/.cache/stage/bin/kthw ]; then
-  ln -sfn /kthw/vagrant/.cache/stage/bin/kthw /usr/local/bin/kthw
+  # kthw, and the host tools lab-vms staged next to it (kubectl)
+  for f in /kthw/vagrant/.cache/stage/bin/*; do ln -sfn "$f" /usr/local/bin/; done
 else
   echo "warning: no kthw binary staged; build it on the host (cargo build --release -p kthw)" >&2
 fi
