@@ -9,10 +9,7 @@ use kthw_apiserver::registry::Registry;
 use kthw_apiserver::server::{self, Api, Config};
 
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
-    #[command(subcommand)]
-    bench: Option<Bench>,
     /// Where objects live: sled:PATH (embedded, the default: under the state folder) or
     /// etcd:http://HOST:PORT (a real etcd)
     #[arg(long, value_name = "SPEC")]
@@ -28,28 +25,7 @@ pub struct Args {
     history: i64,
 }
 
-/// Measure against a real etcd (Debian etcd-server), in the same run, on the same disk.
-#[derive(Debug, clap::Subcommand)]
-enum Bench {
-    /// The store: sequential durable put, 64 concurrent writers, put -> watch event
-    #[command(name = "bench-store")]
-    Store {
-        /// Operations per measurement
-        #[arg(long, default_value_t = 2000)]
-        n: usize,
-    },
-    /// The API server: create p50 vs an etcd JSON-gateway put, with the same HTTP client
-    #[command(name = "bench-apiserver")]
-    Apiserver {
-        #[arg(long, default_value_t = 2000)]
-        n: usize,
-    },
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(bench) = args.bench {
-        return run_bench(bench);
-    }
     let store_spec = match args.store {
         Some(spec) => spec,
         None => format!("sled:{}", kthw_lab::Paths::from_env().store().display()),
@@ -66,22 +42,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         server::serve(listener, Api::new(store, Registry::builtin()), &config).await?;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
-}
-
-fn run_bench(bench: Bench) -> anyhow::Result<ExitCode> {
-    // Both stores live under the state folder, so they share a disk.
-    let base = kthw_lab::Paths::from_env().state;
-    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    let dir = tempfile::Builder::new().prefix("bench-").tempdir_in(&base).context("cannot create a scratch folder")?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let lines = runtime.block_on(async {
-        match bench {
-            Bench::Store { n } => kthw_apiserver::bench::run_store_bench(dir.path(), n).await,
-            Bench::Apiserver { n } => kthw_apiserver::bench::run_apiserver_bench(dir.path(), n).await,
-        }
-    })?;
-    for line in &lines {
-        println!("{line}");
-    }
-    Ok(if lines.iter().any(|l| l.ends_with("MISSED")) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

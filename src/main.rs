@@ -6,6 +6,7 @@
 //! One file per tool, named after its subcommand; `labs.rs` registers every chapter's lab.
 
 mod apiserver;
+mod bench;
 mod cgroup;
 mod completions;
 mod ctl;
@@ -61,6 +62,9 @@ enum Command {
     Apiserver(apiserver::Args),
     /// [ch 6] A small kubectl: get, apply, delete, describe, watch (shows how clients list and watch)
     Ctl(ctl::Args),
+    /// Benchmarks: ours against a real peer (etcd, ...) in the same run, as ratios of medians
+    #[command(subcommand)]
+    Bench(bench::Command),
     /// Print a shell completion script (bash, zsh or fish)
     Completions(completions::Args),
 }
@@ -87,6 +91,7 @@ fn main() -> std::process::ExitCode {
         Command::Rootfs(cmd) => rootfs::run(cmd),
         Command::Apiserver(args) => apiserver::run(args),
         Command::Ctl(args) => ctl::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Completions(args) => completions::run(args),
     };
     match result {
