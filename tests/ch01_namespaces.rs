@@ -12,6 +12,8 @@ use kthw_lab::host::Namespace;
 use kthw_lab::require;
 use kthw_lab::systest::{Need, TestHome};
 
+mod transcript;
+
 const KTHW: &str = env!("CARGO_BIN_EXE_kthw");
 
 fn repo() -> &'static Path {
@@ -34,14 +36,7 @@ impl Session {
 
     /// Like [`kthw`](Self::kthw), but shows `shown` as the arguments.
     fn kthw_shown(&mut self, args: &[&str], shown: &str) -> std::process::Output {
-        let out = Command::new(KTHW).args(args).output().expect("run kthw");
-        self.text.push_str(&format!("# kthw {shown}\n"));
-        self.text.push_str(&String::from_utf8_lossy(&out.stdout));
-        self.text.push_str(&String::from_utf8_lossy(&out.stderr));
-        if !out.status.success() {
-            self.text.push_str(&format!("[exit status {}]\n", out.status.code().unwrap_or(-1)));
-        }
-        out
+        transcript::record(&mut self.text, Command::new(KTHW).args(args), shown)
     }
 
     /// Records a line typed at the prompt and the output we observed for it.

@@ -15,6 +15,8 @@ use kthw_lab::require;
 use kthw_lab::systest::{Need, TestHome};
 use regex::Regex;
 
+mod transcript;
+
 const KTHW: &str = env!("CARGO_BIN_EXE_kthw");
 
 /// A terminal session run with one test's KTHW_HOME, so its cgroups are its own.
@@ -31,14 +33,9 @@ impl Session {
     /// Runs `kthw ARGS`, records `# kthw ARGS` and the output (the command's stdout, then
     /// kthw's report on stderr), and the exit status when it is not 0.
     fn kthw(&mut self, args: &[&str], shown: &str) -> std::process::Output {
-        let out = Command::new(KTHW).args(args).env("KTHW_HOME", self.home.path()).output().expect("run kthw");
-        self.text.push_str(&format!("# kthw {shown}\n"));
-        self.text.push_str(&String::from_utf8_lossy(&out.stdout));
-        self.text.push_str(&String::from_utf8_lossy(&out.stderr));
-        if !out.status.success() {
-            self.text.push_str(&format!("[exit status {}]\n", out.status.code().unwrap_or(-1)));
-        }
-        out
+        let mut command = Command::new(KTHW);
+        command.args(args).env("KTHW_HOME", self.home.path());
+        transcript::record(&mut self.text, &mut command, shown)
     }
 
     fn instance(&self) -> &str {

@@ -2,28 +2,15 @@
 //! free loopback ports with a temporary data folder, one per test.
 #![cfg(feature = "etcd")]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
+use kthw_apiserver::bench::LocalEtcd;
 use kthw_apiserver::store::{EtcdStore, Store};
 
-/// A private etcd: killed, and its data removed, on drop.
+/// A private etcd: killed, then its data removed, on drop (fields drop in order).
 struct Etcd {
-    child: Child,
+    _etcd: LocalEtcd,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Starts etcd and connects to it; `None` (skip) if etcd is not installed, outside CI.
@@ -32,27 +19,9 @@ async fn open_fresh_etcd_store() -> Option<(Arc<dyn Store>, Etcd)> {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let child = Command::new("etcd")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--name", "test", "--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("test={peer_url}"), "--log-level", "error"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let etcd = Etcd { child, _dir: dir };
-    for _ in 0..100 {
-        if let Ok(store) = EtcdStore::connect(&client_url).await {
-            return Some((Arc::new(store), etcd));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("etcd did not start on {client_url} within 10 s");
+    let etcd = LocalEtcd::start(dir.path()).await.expect("start etcd");
+    let store = EtcdStore::connect(&etcd.url).await.expect("connect to etcd");
+    Some((Arc::new(store), Etcd { _etcd: etcd, _dir: dir }))
 }
 
 kthw_apiserver::store_conformance!(open_fresh_etcd_store);
