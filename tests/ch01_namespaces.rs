@@ -74,14 +74,8 @@ impl Session {
 
     fn snapshot(&self, name: &str) {
         let text = self.finish();
-        // kthw's standard redactions, except "pid N", which would also hide the "PID 1"
-        // this chapter is about; PIDs are hidden by value above instead.
-        let mut settings = insta::Settings::clone_current();
-        for (regex, replacement) in kthw_lab::snapshot::FILTERS.iter().filter(|(_, r)| !r.contains("[PID]")) {
-            settings.add_filter(regex, *replacement);
-        }
-        settings.set_omit_expression(true);
-        settings.set_prepend_module_to_snapshot(false);
+        // kthw's standard redactions; PIDs are hidden by value above.
+        let mut settings = kthw_lab::snapshot::settings();
         settings.set_snapshot_path("../chapters/01-namespaces/tests/snapshots");
         settings.bind(|| insta::assert_snapshot!(name, text));
     }
