@@ -7,9 +7,11 @@
 
 mod apiserver;
 mod bench;
+mod build;
 mod cgroup;
 mod completions;
 mod ctl;
+mod docker;
 mod doctor;
 mod image;
 mod lab;
@@ -17,6 +19,7 @@ mod labs;
 mod ns;
 mod reset;
 mod rootfs;
+mod runtime;
 
 use clap::{Parser, Subcommand};
 
@@ -58,6 +61,14 @@ enum Command {
     /// [ch 3] Root filesystems: overlay mount, a shell after pivot_root, diff and commit
     #[command(subcommand)]
     Rootfs(rootfs::Command),
+    /// [ch 4] An OCI runtime (like runc): spec, create, start, state, kill, delete, run a bundle
+    #[command(subcommand)]
+    Runtime(runtime::Command),
+    /// [ch 4] Containers from images, like Docker: run, ps, logs, exec, stop, kill, rm, ...
+    #[command(flatten)]
+    Docker(docker::Command),
+    /// [ch 4] Build an image from a Dockerfile (like `docker build`)
+    Build(build::Args),
     /// [ch 6] Serve the Kubernetes API (kubectl works against it) on a store with MVCC
     Apiserver(apiserver::Args),
     /// [ch 6] A small kubectl: get, apply, delete, describe, watch (shows how clients list and watch)
@@ -89,6 +100,9 @@ fn main() -> std::process::ExitCode {
         Command::Cgroup(cmd) => cgroup::run(cmd),
         Command::Image(cmd) => image::run(cmd),
         Command::Rootfs(cmd) => rootfs::run(cmd),
+        Command::Runtime(cmd) => runtime::run(cmd),
+        Command::Docker(cmd) => docker::run(cmd),
+        Command::Build(args) => build::run(args),
         Command::Apiserver(args) => apiserver::run(args),
         Command::Ctl(args) => ctl::run(args),
         Command::Bench(cmd) => bench::run(cmd),

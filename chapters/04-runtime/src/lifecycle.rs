@@ -1,0 +1,5 @@
+//! (being written)
+
+/// The OCI runtime (being written).
+#[derive(Debug)]
+pub struct Runtime;
