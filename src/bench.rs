@@ -20,9 +20,24 @@ pub enum Command {
         #[arg(long, default_value_t = 2000)]
         n: usize,
     },
+    /// [ch 4] The runtime: `run` of a busybox /bin/true bundle, ours vs runc and crun, interleaved
+    Runtime {
+        /// Iterations per round (each runs every runtime once, in a shuffled order)
+        #[arg(long, default_value_t = 100)]
+        n: usize,
+        /// Rounds (each with its own warm-ups; the table shows every round's median)
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Also show where each runtime's time goes: phases from an strace of 20 runs
+        #[arg(long)]
+        profile: bool,
+    },
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    if let Command::Runtime { n, rounds, profile } = command {
+        return runtime(kthw_runtime::bench::Options { n, rounds, profile, ..Default::default() });
+    }
     // Both stores live under the state folder, so they share a disk.
     let base = kthw_lab::Paths::from_env().state;
     std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
@@ -32,8 +47,23 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         match command {
             Command::Store { n } => kthw_apiserver::bench::run_store_bench(dir.path(), n).await,
             Command::Apiserver { n } => kthw_apiserver::bench::run_apiserver_bench(dir.path(), n).await,
+            Command::Runtime { .. } => unreachable!("handled above, without an async runtime"),
         }
     })?;
+    for line in &lines {
+        println!("{line}");
+    }
+    Ok(if lines.iter().any(|l| l.ends_with("MISSED")) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `kthw bench runtime`: synchronous, and before any thread starts, because it moves this
+/// process into a mount namespace of its own (the cgroup mask crun needs on hybrid hosts).
+fn runtime(opts: kthw_runtime::bench::Options) -> anyhow::Result<ExitCode> {
+    let base = kthw_lab::Paths::from_env().state;
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    let dir = tempfile::Builder::new().prefix("bench-").tempdir_in(&base).context("cannot create a scratch folder")?;
+    let exe = std::env::current_exe().context("cannot find the kthw binary to benchmark")?;
+    let lines = kthw_runtime::bench::run_runtime_bench(dir.path(), &exe, &opts, &mut |line: &str| eprintln!("{line}"))?;
     for line in &lines {
         println!("{line}");
     }

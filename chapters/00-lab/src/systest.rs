@@ -78,7 +78,11 @@ impl Need {
                 Err(e) => Err(e.to_string()),
             },
             Need::Overlayfs => {
-                let scratch = std::env::temp_dir().join(format!("kthw-overlay-probe-{}", std::process::id()));
+                // One folder per probe: tests run in parallel threads of one process, and a
+                // probe deletes its folder when done.
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let scratch = std::env::temp_dir().join(format!("kthw-overlay-probe-{}-{n}", std::process::id()));
                 host::try_overlayfs(&scratch).map_err(|e| format!("mounting overlay failed: {e}"))
             }
             Need::Command(c) => host::which(c).map(|_| ()).ok_or_else(|| format!("`{c}` is not on PATH")),

@@ -42,6 +42,16 @@ pub enum Error {
     /// The container is not in a state that allows this operation.
     #[error("container {id} is {status}: {why}")]
     WrongState { id: String, status: String, why: String },
+    /// A Dockerfile line that cannot be parsed or built (`kthw build`).
+    #[error("{}:{line}: {why}", file.display())]
+    Dockerfile { file: PathBuf, line: usize, why: String },
+    /// A build step failed for a reason of the layers below (a store or runtime error).
+    /// The cause is part of the message (not a `source`), so it is printed once.
+    #[error("{}:{line}: {step}: {cause}", file.display())]
+    BuildStep { file: PathBuf, line: usize, step: String, cause: Box<Error> },
+    /// The container's init failed at a step of its setup (runtime `create`/`run`).
+    #[error("container {id}: the init could not {step}: {errno}{hint}")]
+    Init { id: String, step: String, errno: nix::errno::Errno, hint: String },
     /// Chapter 1's error (namespaces).
     #[error(transparent)]
     Namespaces(#[from] kthw_namespaces::Error),
