@@ -41,6 +41,26 @@ impl Session {
         transcript::record(&mut self.text, &mut command, &shown)
     }
 
+    /// Like [`Session::kthw`], for `create`: the container inherits the command's stdout and
+    /// stderr (as with runc) and keeps them open, so they go to files, not to pipes that
+    /// the test would wait on until the container exits.
+    fn kthw_detached(&mut self, args: &[&str]) -> std::process::ExitStatus {
+        let (out, err) = (self.dir("create.out"), self.dir("create.err"));
+        let status = Command::new(KTHW)
+            .args(args)
+            .env("KTHW_HOME", self.home.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        let shown = args.join(" ").replace(&self.home.path().display().to_string(), "$HOME");
+        self.text.push_str(&format!("# kthw {shown}\n"));
+        self.text.push_str(&std::fs::read_to_string(&out).unwrap());
+        self.text.push_str(&std::fs::read_to_string(&err).unwrap());
+        status
+    }
+
     fn dir(&self, name: &str) -> PathBuf {
         self.home.path().join(name)
     }
@@ -53,7 +73,7 @@ impl Session {
 
     fn finish(&self) -> String {
         let rules = [
-            (regex::escape(&self.home.path().display().to_string()), "$HOME".to_string()),
+            (regex::escape(&self.home.path().display().to_string()), "$$HOME".to_string()),
             (r#""pid": [1-9]\d*"#.into(), r#""pid": [PID]"#.into()),
             (r"(?m)^(c1\s+)\d+".into(), "${1}[PID]".into()),
         ];
@@ -101,8 +121,8 @@ fn runtime_lifecycle_like_runc() {
     let bundle = s.dir("bundle").display().to_string();
     assert!(s.kthw(&["runtime", "spec", "--bundle", &bundle, "--busybox", "--", "sleep", "1000"]).status.success());
     let pid_file = s.dir("c1.pid").display().to_string();
-    let out = s.kthw(&["runtime", "create", "--bundle", &bundle, "--pid-file", &pid_file, "c1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = s.kthw_detached(&["runtime", "create", "--bundle", &bundle, "--pid-file", &pid_file, "c1"]);
+    assert!(status.success(), "{}", s.text);
     let created = s.state("c1");
     assert_eq!(created["status"], "created");
     assert_eq!(created["pid"].to_string(), std::fs::read_to_string(&pid_file).unwrap());

@@ -18,8 +18,10 @@
 //! upper directory. Hard links are kept as links there; we store each name as its own
 //! copy, which is correct but larger.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::layer::{self, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
@@ -55,7 +57,7 @@ pub fn write_tar(dir: &Path, out: &mut dyn Write, options: &TarOptions) -> Resul
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     let mut stats = TarStats::default();
-    walk(dir, Path::new(""), &mut builder, options, &mut stats)?;
+    walk(dir, Path::new(""), &mut builder, options, &mut stats, &mut HashMap::new())?;
     builder.finish().map_err(Error::io("write tar of", dir))?;
     Ok(stats)
 }
@@ -66,6 +68,8 @@ fn walk(
     tar: &mut tar::Builder<&mut dyn Write>,
     o: &TarOptions,
     s: &mut TarStats,
+    // The first name under which each multiply-linked file went into the tar.
+    linked: &mut HashMap<(u64, u64), PathBuf>,
 ) -> Result<()> {
     let dir = root.join(rel);
     let mut names: Vec<_> = fs::read_dir(&dir)
@@ -91,6 +95,20 @@ fn walk(
             continue;
         }
         let ft = meta.file_type();
+        if ft.is_file() && meta.nlink() > 1 {
+            // A second name of a file already in the tar becomes a hard-link entry, not a
+            // second copy: busybox's 300 applets are one binary, in the layer as on disk.
+            if let Some(first) = linked.get(&(meta.dev(), meta.ino())) {
+                let mut header = tar::Header::new_gnu();
+                header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                tar.append_link(&mut header, &rel, first).map_err(io_err)?;
+                s.entries += 1;
+                continue;
+            }
+            linked.insert((meta.dev(), meta.ino()), rel.clone());
+        }
         if ft.is_dir() || ft.is_file() || ft.is_symlink() {
             tar.append_path_with_name(&path, &rel).map_err(io_err)?;
             s.entries += 1;
@@ -106,7 +124,7 @@ fn walk(
                 append_empty(tar, &rel.join(OPAQUE_MARKER)).map_err(Error::io("add to tar", &path))?;
                 s.opaque_dirs += 1;
             }
-            walk(root, &rel, tar, o, s)?;
+            walk(root, &rel, tar, o, s, linked)?;
         }
     }
     Ok(())

@@ -101,3 +101,35 @@ fn whiteouts_converted_for_overlayfs_give_the_same_tree() {
     names.sort();
     assert_eq!(names, [".wh.f", "a", "a/.wh..wh..opq", "a/z"]);
 }
+
+// A file with two names goes into a layer once, plus a hard-link entry, and comes back
+// out as two names of one file (busybox's applets would otherwise cost 2 MB each).
+#[test]
+fn hard_links_are_kept_as_link_entries() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::write(src.join("bin/busybox"), vec![7u8; 100_000]).unwrap();
+    std::fs::hard_link(src.join("bin/busybox"), src.join("bin/sh")).unwrap();
+    let mut tar = Vec::new();
+    kthw_rootfs::diff::write_tar(&src, &mut tar, &Default::default()).unwrap();
+    assert!(tar.len() < 150_000, "the tar holds the file once, not twice: {} bytes", tar.len());
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let kinds: Vec<(String, tar::EntryType)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().display().to_string(), e.header().entry_type())
+        })
+        .collect();
+    assert!(kinds.contains(&("bin/sh".to_string(), tar::EntryType::Link)), "{kinds:?}");
+
+    let tar_path = dir.path().join("layer.tar");
+    std::fs::write(&tar_path, &tar).unwrap();
+    let out = dir.path().join("out");
+    unpack(&tar_path, &out, Whiteouts::Apply);
+    let (a, b) = (std::fs::metadata(out.join("bin/busybox")).unwrap(), std::fs::metadata(out.join("bin/sh")).unwrap());
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "unpacked as one file with two names");
+}

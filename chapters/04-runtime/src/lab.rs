@@ -420,3 +420,27 @@ fn stopped(ctx: &Context) -> Outcome {
     }
     Ok(format!("exit code {code} ({why}); its address, veth and cgroup are gone"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The fields of /proc/PID/stat are counted after the command name, which may hold
+    // spaces and parentheses: field 4 of our own process is our parent's pid.
+    #[test]
+    fn stat_field_reads_the_parent_pid() {
+        let me = std::process::id() as i32;
+        let parent = std::os::unix::process::parent_id().to_string();
+        assert_eq!(stat_field(me, 4).as_deref(), Some(parent.as_str()));
+        assert_eq!(stat_field(i32::MAX, 4), None);
+    }
+
+    // Every stage points at a section of chapter 4, and the lab's sheet exists.
+    #[test]
+    fn stages_point_at_chapter_4() {
+        let lab = lab();
+        assert!(lab.stages.iter().all(|s| s.book.starts_with("ch04-runtime.md#")));
+        let sheet = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(lab.sheet);
+        assert!(sheet.is_file(), "{}", sheet.display());
+    }
+}

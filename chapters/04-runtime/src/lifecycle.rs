@@ -629,6 +629,12 @@ fn prepare(
         .flatten()
         .map(|(k, v)| Ok((c(&format!("/proc/sys/{}", k.replace('.', "/")), "linux.sysctl")?, c(v, "linux.sysctl")?)))
         .collect::<Result<Vec<_>>>()?;
+    // A missing working directory is created, as runc does: a Dockerfile's `WORKDIR /app`
+    // followed only by CMD makes an image whose folder exists in no layer.
+    let cwd_on_host = mounts::secure_join(&bundle.rootfs, process.cwd());
+    if !cwd_on_host.exists() {
+        std::fs::create_dir_all(&cwd_on_host).map_err(Error::io("create process.cwd", &cwd_on_host))?;
+    }
     let mut plan = Plan {
         close: Vec::new(),
         err_wr: -1,

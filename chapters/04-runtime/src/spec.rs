@@ -129,7 +129,8 @@ const BUSYBOX: &str = "/bin/busybox";
 /// `etc/group` with root and user 1000, and the empty mount points. For test and
 /// benchmark bundles: it takes a few milliseconds and no image store.
 ///
-/// The applet links are hard links to one copy, so the tree costs one binary's space.
+/// The applet links are hard links to one copy, as in Docker's busybox image, so the tree
+/// costs one binary's space (and chapter 3's layer tarballs store them as link entries).
 ///
 /// # Errors
 /// No static busybox on the host (install it with `apt-get install busybox-static`), or

@@ -254,7 +254,8 @@ fn user_1000_runs_as_1000() {
 fn bad_config_is_a_clear_error_and_touches_nothing() {
     require!(Need::Root);
     let lab = Lab::new();
-    let cases: [(&str, Box<dyn Fn(&Path)>, &str); 4] = [
+    type Breaker = Box<dyn Fn(&Path)>;
+    let cases: [(&str, Breaker, &str); 4] = [
         (
             "json",
             Box::new(|d| std::fs::write(d.join("config.json"), "{\"ociVersion\": \"1.0.2\",\n  oops}").unwrap()),
