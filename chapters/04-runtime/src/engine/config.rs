@@ -102,7 +102,6 @@ pub fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
     out
 }
 
-// ANCHOR: command_rules
 /// Docker's rule for what runs: entrypoint + cmd, where arguments replace the cmd.
 pub fn command(
     image_entrypoint: &[String],
@@ -118,7 +117,6 @@ pub fn command(
         None => (image_entrypoint.to_vec(), image_cmd.to_vec()),
     }
 }
-// ANCHOR_END: command_rules
 
 /// The record of a new container.
 ///
@@ -223,7 +221,6 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32)> {
     Ok((uid, gid))
 }
 
-// ANCHOR: spec
 /// The OCI spec of a container: the runtime's default with the record's command,
 /// environment, user, host name, `-v` bind mounts and `--memory`/`--cpus`.
 ///
@@ -245,11 +242,11 @@ pub fn spec(record: &Record, rootfs: &Path) -> Result<Spec> {
         if v.read_only {
             options.push("ro");
         }
-        spec["mounts"].as_array_mut().map(|m| {
-            m.push(serde_json::json!({
+        if let Some(mounts) = spec["mounts"].as_array_mut() {
+            mounts.push(serde_json::json!({
                 "destination": v.container, "type": "bind", "source": v.host, "options": options
-            }))
-        });
+            }));
+        }
     }
     let mut resources = serde_json::Map::new();
     if let Some(limit) = record.memory {
@@ -265,7 +262,6 @@ pub fn spec(record: &Record, rootfs: &Path) -> Result<Spec> {
     spec["annotations"] = serde_json::json!({ "kthw.name": record.name, "kthw.image": record.image });
     serde_json::from_value(spec).map_err(|e| Error::bad("the container's spec", e))
 }
-// ANCHOR_END: spec
 
 #[cfg(test)]
 mod tests {

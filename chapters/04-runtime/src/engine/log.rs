@@ -40,7 +40,6 @@ pub enum Stream {
     Stderr,
 }
 
-// ANCHOR: log_entry
 /// One line of `log.json`. The fields are in Docker's order: log, stream, time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -103,7 +102,6 @@ impl LineSplitter {
         }
     }
 }
-// ANCHOR_END: log_entry
 
 // ANCHOR: log_writer
 /// Appends entries to `log.json`. Each entry is one `write` to a file opened with

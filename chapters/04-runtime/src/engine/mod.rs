@@ -250,7 +250,6 @@ impl Engine {
         Ok((dir, record))
     }
 
-    // ANCHOR: prepare
     /// The container's rootfs, mounted at the bundle's `rootfs/`, and the bundle's spec.
     fn prepare(&self, dir: &Dir, record: &Record) -> Result<()> {
         let volumes = record.volumes.iter().map(|v| (v.host.clone(), v.container.clone())).collect();
@@ -274,7 +273,6 @@ impl Engine {
         let text = serde_json::to_vec_pretty(&spec).map_err(|e| Error::bad("the spec", e))?;
         fs::write(&path, text).map_err(Error::io("write", &path))
     }
-    // ANCHOR_END: prepare
 
     /// A foreground `kthw run`: prints the log as it grows until the supervisor says the
     /// container exited; Ctrl-C and SIGTERM are passed on to the container, as Docker's
@@ -337,7 +335,12 @@ impl Engine {
     pub fn logs(&self, name: &str, follow: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<()> {
         let (dir, _) = self.find(name)?;
         let file = log::open(&dir.log())?;
-        let mut done = || !matches!(dir.status(), Status::Running { .. } | Status::Created) || !dir.record().exists();
+        // Done once it exited, lost its supervisor, or was never started by one.
+        let mut done = || match dir.status() {
+            Status::Running { .. } => !dir.record().exists(),
+            Status::Created => !dir.supervisor().is_some_and(|s| s.alive()),
+            _ => true,
+        };
         log::print(file, follow, &mut done, stdout, stderr)
     }
 
@@ -363,7 +366,6 @@ impl Engine {
         }
     }
 
-    // ANCHOR: stop
     /// `kthw stop`: SIGTERM, up to `grace` to exit, then SIGKILL, as `docker stop -t`.
     /// The supervisor records the code: 143 if SIGTERM ended it, 137 if SIGKILL did.
     ///
@@ -395,7 +397,6 @@ impl Engine {
             }),
         }
     }
-    // ANCHOR_END: stop
 
     /// Stops a container whose supervisor died: nobody will collect its exit code, so we
     /// signal the init directly, wait for it to vanish, clean up, and record a code that
@@ -503,7 +504,6 @@ impl Engine {
         fs::remove_dir_all(&dir.path).map_err(Error::io("remove", &dir.path))
     }
 
-    // ANCHOR: rm
     /// `kthw rm`: refuses a running container unless `force` (then SIGKILL first), and
     /// removes everything it had: cgroup, veth, DNAT rules, address, mount, rootfs, record.
     ///
@@ -531,7 +531,6 @@ impl Engine {
         self.destroy(&dir, &record)?;
         Ok(record.id)
     }
-    // ANCHOR_END: rm
 
     /// `kthw inspect`: Docker-shaped JSON.
     ///
@@ -542,7 +541,6 @@ impl Engine {
         Ok(render::inspect(self, &dir, &record))
     }
 
-    // ANCHOR: commit
     /// `kthw commit`: the container's upper directory becomes a new layer on top of its
     /// image's, and its command, environment and working directory the new image's config.
     ///
@@ -575,7 +573,6 @@ impl Engine {
         self.events.emit("commit", &record.id, &[("name", &record.name), ("image", &committed.name)]);
         Ok(committed)
     }
-    // ANCHOR_END: commit
 
     /// `kthw system df`.
     ///

@@ -93,7 +93,6 @@ pub fn follow_window_size(master: RawFd) {
     let _ = unsafe { sigaction(Signal::SIGWINCH, &action) };
 }
 
-// ANCHOR: console_socket
 /// Waits (up to `timeout`) for the runtime's init to connect to `listener` and send the
 /// pty master it opened inside the container, as one `SCM_RIGHTS` message.
 ///
@@ -128,7 +127,6 @@ pub fn receive_console(listener: &UnixListener, timeout: Duration) -> Result<Own
     }
     Err(Error::bad("the console socket", "the runtime sent a message without a terminal descriptor"))
 }
-// ANCHOR_END: console_socket
 
 /// Opens a new pty of the container whose init is `pid`, from the host: its devpts
 /// through `/proc/PID/root/dev/ptmx`. Returns the master and the slave.

@@ -59,7 +59,6 @@ fn command_text(r: &Record) -> String {
     format!("\"{cut}\"")
 }
 
-// ANCHOR: ps
 /// `kthw ps` as Docker's table.
 pub fn ps_table(rows: &[Summary], now: SystemTime) -> String {
     let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"];
@@ -101,7 +100,6 @@ pub fn ps_table(rows: &[Summary], now: SystemTime) -> String {
     }
     out
 }
-// ANCHOR_END: ps
 
 /// `"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]`, Docker's port map.
 fn port_map(r: &Record) -> Value {

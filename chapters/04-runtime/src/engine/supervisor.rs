@@ -243,7 +243,6 @@ struct Running {
     _raw: Option<pty::RawMode>,
 }
 
-// ANCHOR: supervise
 /// The supervisor's life: start the container, wait for its init, record the exit,
 /// tear down, tell the CLI. Returns the exit code.
 pub(crate) fn supervise(engine: &Engine, dir: &Dir, record: &Record, io: Io, mut notify: Notifier) -> i32 {
@@ -276,7 +275,6 @@ pub(crate) fn supervise(engine: &Engine, dir: &Dir, record: &Record, io: Io, mut
     notify.send(&Notice::Exited(code));
     code
 }
-// ANCHOR_END: supervise
 
 /// Records the exit (last, so that `exit.json` means "all cleaned up"), then removes the
 /// container if it was run with `--rm`.
@@ -297,9 +295,8 @@ fn finish(engine: &Engine, dir: &Dir, record: &Record, code: i32, error: Option<
     }
 }
 
-// ANCHOR: run_sequence
-/// Mounted rootfs and bundle are ready: create the container (its init now waits),
-/// wire its network from the host side, and only then let it run.
+/// Connects the stdio, then runs [`create_wire_start`], records the start, and starts
+/// copying the output into the log.
 fn start(engine: &Engine, dir: &Dir, record: &Record, io: Io) -> Result<Running> {
     let mut opts = CreateOptions::default();
     let mut outputs: Vec<(File, Stream)> = Vec::new();
@@ -325,24 +322,12 @@ fn start(engine: &Engine, dir: &Dir, record: &Record, io: Io) -> Result<Running>
             Some((foreground, interactive))
         }
     };
-
-    let state = engine.runtime.create(&record.id, &dir.bundle(), opts)?;
-    let master = match &console {
-        Some((listener, path)) => {
-            let master = pty::receive_console(listener, Duration::from_secs(10));
-            let _ = fs::remove_file(path);
-            Some(File::from(master?))
-        }
-        None => None,
-    };
-    if let Some(endpoint) = net::attach(&engine.paths, record, state.pid)? {
-        record::write_json(&dir.network(), &endpoint)?;
+    let sized = matches!(tty, Some((true, _)));
+    let started = create_wire_start(engine, dir, record, opts, console.as_ref().map(|(l, _)| l), sized);
+    if let Some((_, path)) = &console {
+        let _ = fs::remove_file(path);
     }
-    if let (Some(m), Some((true, _))) = (&master, tty) {
-        pty::follow_window_size(m.as_raw_fd()); // before the shell asks for it
-    }
-    engine.runtime.start(&record.id)?;
-    // ANCHOR_END: run_sequence
+    let (state, master) = started?;
 
     let started = Started {
         pid: state.pid,
@@ -380,6 +365,36 @@ fn start(engine: &Engine, dir: &Dir, record: &Record, io: Io) -> Result<Running>
     }
     Ok(Running { pid: state.pid, copiers, _raw: raw })
 }
+
+// ANCHOR: run_sequence
+/// The order is the lesson. The bundle and the mounted rootfs are ready; then:
+/// 1. `create`: the init exists, in its new namespaces and cgroup, and waits;
+/// 2. (with `-t`) the pty master that the init made arrives on the console socket;
+/// 3. the network is wired from the host side into the init's empty netns;
+/// 4. `start`: only now does the program run, and it finds `eth0` up.
+fn create_wire_start(
+    engine: &Engine,
+    dir: &Dir,
+    record: &Record,
+    opts: CreateOptions,
+    console: Option<&UnixListener>,
+    size_from_terminal: bool,
+) -> Result<(crate::state::State, Option<File>)> {
+    let state = engine.runtime.create(&record.id, &dir.bundle(), opts)?;
+    let master = match console {
+        Some(listener) => Some(File::from(pty::receive_console(listener, Duration::from_secs(10))?)),
+        None => None,
+    };
+    if let Some(endpoint) = net::attach(&engine.paths, record, state.pid)? {
+        record::write_json(&dir.network(), &endpoint)?;
+    }
+    if let (Some(master), true) = (&master, size_from_terminal) {
+        pty::follow_window_size(master.as_raw_fd()); // before the shell asks for it
+    }
+    engine.runtime.start(&record.id)?;
+    Ok((state, master))
+}
+// ANCHOR_END: run_sequence
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::sys("pipe2"))
@@ -446,9 +461,6 @@ mod tests {
             assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
             assert_eq!(Notice::parse(line.trim_end()), Some(n));
         }
-        assert_eq!(
-            Notice::parse(&Notice::Failed("a\nb".into()).line().trim_end().to_string()),
-            Some(Notice::Failed("a b".into()))
-        );
+        assert_eq!(Notice::parse(Notice::Failed("a\nb".into()).line().trim_end()), Some(Notice::Failed("a b".into())));
     }
 }
