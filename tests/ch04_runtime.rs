@@ -75,7 +75,7 @@ impl Session {
         let rules = [
             (regex::escape(&self.home.path().display().to_string()), "$$HOME".to_string()),
             (r#""pid": [1-9]\d*"#.into(), r#""pid": [PID]"#.into()),
-            (r"(?m)^(c1\s+)\d+".into(), "${1}[PID]".into()),
+            (r"(?m)^(c1\s+)\d+ +".into(), "${1}[PID]    ".into()),
         ];
         rules.iter().fold(self.text.clone(), |text, (from, to)| {
             Regex::new(from).unwrap().replace_all(&text, to.as_str()).into_owned()

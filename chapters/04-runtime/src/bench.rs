@@ -126,6 +126,8 @@ pub struct Sample {
     /// it into user and system by sampling at each tick (4 ms here), so only the sum is
     /// worth reading for a 10 ms run.
     pub cpu: Duration,
+    /// Minor page faults: how much memory the runtime touched (its binary, its heap).
+    pub faults: u64,
 }
 
 /// One runtime under test: how to run a bundle with it.
@@ -220,7 +222,7 @@ impl Contender {
                 stderr: stderr.trim().to_string(),
             });
         }
-        Ok(Sample { wall, cpu })
+        Ok(Sample { wall, cpu, faults: usage.ru_minflt as u64 })
     }
     // ANCHOR_END: time_one
 
@@ -344,8 +346,9 @@ pub struct Measured {
     pub name: String,
     /// Wall times.
     pub samples: Vec<Duration>,
-    /// CPU times, in the same order.
+    /// CPU times and minor page faults, in the same order.
     pub cpu: Vec<Duration>,
+    pub faults: Vec<u64>,
     pub round_medians: Vec<f64>,
 }
 
@@ -364,7 +367,13 @@ pub fn measure(
     let mut rng = Shuffle::seeded();
     let mut measured: Vec<Measured> = contenders
         .iter()
-        .map(|c| Measured { name: c.name.clone(), samples: Vec::new(), cpu: Vec::new(), round_medians: Vec::new() })
+        .map(|c| Measured {
+            name: c.name.clone(),
+            samples: Vec::new(),
+            cpu: Vec::new(),
+            faults: Vec::new(),
+            round_medians: Vec::new(),
+        })
         .collect();
     let mut order: Vec<usize> = (0..contenders.len()).collect();
     for round in 0..opts.rounds {
@@ -393,6 +402,7 @@ pub fn measure(
             m.round_medians.push(Stats::of(&wall).map_or(f64::NAN, |s| s.median));
             m.samples.extend(wall);
             m.cpu.extend(samples.iter().map(|s| s.cpu));
+            m.faults.extend(samples.iter().map(|s| s.faults));
         }
     }
     Ok(measured)
@@ -437,16 +447,19 @@ fn find_named(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
 /// line ends with `MET` or `MISSED`; the leftover line with `ok` or `MISSED`.
 pub fn report(measured: &[Measured], left: &[PathBuf]) -> Vec<String> {
     let mut lines = vec![format!(
-        "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5} {:>7}   {}",
-        "runtime", "median", "p10", "p90", "min", "max", "n", "cpu", "round medians"
+        "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5} {:>7} {:>7}   {}",
+        "runtime", "median", "p10", "p90", "min", "max", "n", "cpu", "faults", "round medians"
     )];
     let mut stats = Vec::new();
     for m in measured {
         let Some(s) = Stats::of(&m.samples) else { continue };
         let rounds: Vec<String> = m.round_medians.iter().map(|r| format!("{r:.2}")).collect();
         let cpu = Stats::of(&m.cpu).map_or(f64::NAN, |c| c.median);
+        let mut faults = m.faults.clone();
+        faults.sort_unstable();
+        let faults = faults.get(faults.len() / 2).copied().unwrap_or(0);
         lines.push(format!(
-            "{:<8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>5} {:>7.2}   {}",
+            "{:<8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>5} {:>7.2} {:>7}   {}",
             m.name,
             s.median,
             s.p10,
@@ -455,11 +468,12 @@ pub fn report(measured: &[Measured], left: &[PathBuf]) -> Vec<String> {
             s.max,
             s.n,
             cpu,
+            faults,
             rounds.join(" / ")
         ));
         stats.push((m, s));
     }
-    lines.push("(ms; wall time from spawn to exit; cpu = user+sys of the runtime and its container)".into());
+    lines.push("(ms; wall: spawn to exit; cpu: user+sys ms and minor page faults, medians)".into());
     let find = |name: &str| stats.iter().find(|(m, _)| m.name == name);
     if let Some((crun, crun_s)) = find("crun") {
         for (m, s) in &stats {
@@ -620,10 +634,9 @@ impl Phase {
 /// Milliseconds per phase, indexed like [`Phase::ALL`], and the total.
 pub type Split = ([f64; Phase::ALL.len()], f64);
 
-// ANCHOR: phases
 /// Splits one strace log (`strace -f -ttt -T -y`) of a runtime's `run` into time per
 /// phase and the total from the runtime's `execve` to its exit. Marker syscalls, in any
-/// process of the run, say which phase is going on ([`Phase`]).
+/// process of the run, say which phase is going on ([`marker`]).
 pub fn phases(log: &str, state_root: &Path, container_exe: &str) -> Option<Split> {
     let state_root = state_root.to_string_lossy();
     let mut per = [0.0; Phase::ALL.len()];
@@ -647,46 +660,22 @@ pub fn phases(log: &str, state_root: &Path, container_exe: &str) -> Option<Split
         let top_pid = *top.get_or_insert(pid);
         let start = *first.get_or_insert(ts);
         let name = call.split('(').next().unwrap_or("");
-        let phase = match name {
-            _ if exited && Some(pid) == container => Some(Phase::Wait),
-            _ if exited && pid == top_pid => {
-                // The runtime is gone: the run is over.
-                if let Some((phase, since, end)) = current {
-                    close(&mut add, phase, since, end, ts);
-                }
-                return Some((per, (ts - start) * 1000.0));
+        let is_exec = matches!(name, "execve" | "execveat");
+        let phase = if exited && Some(pid) == container {
+            Some(Phase::Wait)
+        } else if exited && pid == top_pid {
+            // The runtime is gone: the run is over.
+            if let Some((phase, since, end)) = current {
+                close(&mut add, phase, since, end, ts);
             }
-            "execve" if pid == top_pid && ts == start => Some(Phase::StartUp),
-            "execve" | "execveat" if call.contains(&format!("\"{container_exe}\"")) => {
-                container = Some(pid);
-                Some(Phase::Container)
-            }
-            "execve" | "execveat" => Some(Phase::ReExec),
-            "clone" | "clone3" if call.contains("CLONE_NEW") => Some(Phase::Namespaces),
-            "unshare" | "setns" | "sethostname" => Some(Phase::Namespaces),
-            // The first write to a v1 cgroup.procs waits for an RCU grace period: often the
-            // longest single syscall of a run.
-            "write" if fd_path(call).starts_with("/sys/fs/cgroup/") => Some(Phase::CgroupCreate),
-            "openat" | "mkdir" | "mkdirat" if call.contains("/sys/fs/cgroup/") => Some(Phase::CgroupCreate),
-            "rmdir" | "unlinkat" if call.contains("/sys/fs/cgroup/") => Some(Phase::CgroupDelete),
-            "mkdir" | "mkdirat" | "rmdir" | "unlinkat" if call.contains(&*state_root) => Some(Phase::StateFiles),
-            "openat" if call.contains(&*state_root) && call.contains("O_CREAT") => Some(Phase::StateFiles),
-            "mknodat" | "symlink" | "symlinkat" if call.contains(&*state_root) => Some(Phase::StateFiles),
-            // Device nodes and /dev/fd links in the container's /dev.
-            "mknodat" | "symlink" | "symlinkat" if in_namespaces => Some(Phase::Mounts),
-            "mount" => Some(Phase::Mounts),
-            // Detaching the old root belongs to pivot_root.
-            "umount2" if current.is_some_and(|c| c.0 == Phase::PivotRoot) => Some(Phase::PivotRoot),
-            "umount2" => Some(Phase::Mounts),
-            "pivot_root" => Some(Phase::PivotRoot),
-            // Before the namespaces exist, rlimits and prctls are the runtime's own start-up
-            // (Go raises its file limit, libcap probes the bounding set, threads get names).
-            "capset" | "prctl" | "prlimit64" | "setgroups" | "setresuid" | "setresgid"
-                if in_namespaces && !call.contains("PR_CAPBSET_READ") && !call.contains("_NAME") =>
-            {
-                Some(Phase::ProcessSetup)
-            }
-            _ => None,
+            return Some((per, (ts - start) * 1000.0));
+        } else if is_exec && pid == top_pid && ts == start {
+            Some(Phase::StartUp)
+        } else if is_exec && call.contains(&format!("\"{container_exe}\"")) {
+            container = Some(pid);
+            Some(Phase::Container)
+        } else {
+            marker(name, call, &state_root, in_namespaces, current.map(|c| c.0))
         };
         let Some(phase) = phase else { continue };
         in_namespaces |= phase == Phase::Namespaces;
@@ -702,6 +691,43 @@ pub fn phases(log: &str, state_root: &Path, container_exe: &str) -> Option<Split
     }
     None
 }
+
+// ANCHOR: phases
+/// The phase that one traced syscall `name(...)` (a line of `strace -y`) marks, if any.
+/// `in_namespaces`: a namespace was made already; `now`: the phase going on.
+fn marker(name: &str, call: &str, state_root: &str, in_namespaces: bool, now: Option<Phase>) -> Option<Phase> {
+    let cgroup = call.contains("/sys/fs/cgroup/");
+    let state = call.contains(state_root);
+    Some(match name {
+        // runc re-executes itself as `runc init`; crun a sealed copy of itself.
+        "execve" | "execveat" => Phase::ReExec,
+        "clone" | "clone3" if call.contains("CLONE_NEW") => Phase::Namespaces,
+        "unshare" | "setns" | "sethostname" => Phase::Namespaces,
+        // The first write to a v1 cgroup.procs waits for an RCU grace period: often the
+        // longest single syscall of a run.
+        "write" if fd_path(call).starts_with("/sys/fs/cgroup/") => Phase::CgroupCreate,
+        "openat" | "mkdir" | "mkdirat" if cgroup => Phase::CgroupCreate,
+        "rmdir" | "unlinkat" if cgroup => Phase::CgroupDelete,
+        "mkdir" | "mkdirat" | "rmdir" | "unlinkat" | "mknodat" | "symlink" | "symlinkat" if state => Phase::StateFiles,
+        "openat" if state && call.contains("O_CREAT") => Phase::StateFiles,
+        // Device nodes and /dev/fd links in the container's /dev.
+        "mknodat" | "symlink" | "symlinkat" if in_namespaces => Phase::Mounts,
+        "mount" => Phase::Mounts,
+        // Detaching the old root belongs to pivot_root.
+        "umount2" if now == Some(Phase::PivotRoot) => Phase::PivotRoot,
+        "umount2" => Phase::Mounts,
+        "pivot_root" => Phase::PivotRoot,
+        // Before the namespaces exist, rlimits and prctls are the runtime's own start-up
+        // (Go raises its file limit, libcap probes the bounding set, threads get names).
+        "capset" | "prctl" | "prlimit64" | "setgroups" | "setresuid" | "setresgid"
+            if in_namespaces && !call.contains("PR_CAPBSET_READ") && !call.contains("_NAME") =>
+        {
+            Phase::ProcessSetup
+        }
+        _ => return None,
+    })
+}
+// ANCHOR_END: phases
 
 /// Ends a phase at `next` (when the next phase began).
 fn close(add: &mut impl FnMut(Phase, f64), phase: Phase, since: f64, end: f64, next: f64) {
@@ -724,7 +750,6 @@ fn fd_path(call: &str) -> &str {
 fn syscall_seconds(call: &str) -> f64 {
     call.rsplit_once('<').and_then(|(_, t)| t.strip_suffix('>')).and_then(|t| t.parse().ok()).unwrap_or(0.0)
 }
-// ANCHOR_END: phases
 
 /// Runs each contender `runs` times under strace (interleaved) and prints the median time
 /// of each phase with its share of the traced median, next to the untraced median.

@@ -141,6 +141,12 @@ fn create_then_start_is_split() {
     assert_eq!(exe(state.pid), me, "before start, the init is still a copy of us");
     lab.rt.start("split").unwrap();
     assert_eq!(lab.rt.state("split").unwrap().status, Status::Running);
+    // `start` returns once the init has read the go-ahead; its execve follows a moment later
+    // (as with runc), so wait for it, for at most two seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while exe(state.pid) == me && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(exe(state.pid).file_name().unwrap(), "sleep", "after start, it runs the program");
     assert!(matches!(lab.rt.delete("split", false), Err(Error::WrongState { .. })), "a running one needs --force");
     lab.rt.kill("split", Signal::SIGKILL).unwrap();
