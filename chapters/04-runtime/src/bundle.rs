@@ -83,6 +83,12 @@ pub fn namespace_kind(typ: LinuxNamespaceType) -> Namespace {
     }
 }
 
+/// Whether the spec asks for a new cgroup namespace (an entry of type cgroup without a path).
+pub fn has_new_cgroup_namespace(spec: &oci_spec::runtime::Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    namespaces.into_iter().flatten().any(|ns| ns.typ() == LinuxNamespaceType::Cgroup && ns.path().is_none())
+}
+
 // ANCHOR: check
 /// The rules a spec must follow before we create anything.
 ///

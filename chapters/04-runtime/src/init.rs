@@ -222,7 +222,8 @@ pub fn run(p: &Plan) -> isize {
                 fail(p, Step::Stdio, target as u32, Errno::last());
             }
         }
-        // Into the cgroup before anything else runs, so nothing escapes its limits.
+        // Into the cgroup, when a cgroup namespace is asked for: it must be made from inside.
+        // (Without one, `create` moves us from outside while we mount: see lifecycle.rs.)
         for (i, fd) in p.cgroup_procs.iter().enumerate() {
             if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
                 fail(p, Step::Cgroup, i as u32, Errno::last());

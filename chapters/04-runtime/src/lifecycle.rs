@@ -137,8 +137,14 @@ impl Runtime {
         undo.cgroup = Some(cgroup.clone());
         cgroup.apply(&limits)?;
         let procs = cgroup.join_files()?;
-
-        let (mut plan, flags, keep) = prepare(&bundle, security, &cgroup, &opts, &fifo, &procs)?;
+        // Who moves the init into its cgroup. A new cgroup namespace must be made from
+        // inside the cgroup, so then the init joins first thing. Otherwise we move it from
+        // here, while it mounts: the first write to a v1 `cgroup.procs` can wait ~8 ms for
+        // the kernel (an RCU grace period), and this way the init's setup fills that wait.
+        // It cannot run the user's program before we are done: that needs `start`.
+        let init_joins = bundle::has_new_cgroup_namespace(&bundle.spec);
+        let child_procs: &[std::fs::File] = if init_joins { &procs } else { &[] };
+        let (mut plan, flags, keep) = prepare(&bundle, security, &cgroup, &opts, &fifo, child_procs)?;
         let (report_rd, report_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::sys("pipe2"))?;
         plan.err_wr = report_wr.as_raw_fd();
         plan.close = vec![report_rd.as_raw_fd()];
@@ -148,6 +154,14 @@ impl Runtime {
         let pid = unsafe { nix::sched::clone(Box::new(|| init::run(&plan)), &mut stack, flags, Some(libc::SIGCHLD)) }
             .map_err(Error::sys(format!("clone with {flags:?}")))?;
         undo.pid = Some(pid);
+        if !init_joins {
+            for (file, dir) in procs.iter().zip(cgroup.dirs()) {
+                use std::io::Write as _;
+                (&*file)
+                    .write_all(pid.as_raw().to_string().as_bytes())
+                    .map_err(Error::io("move the init into", dir.path.join("cgroup.procs")))?;
+            }
+        }
         drop((report_wr, procs, keep, opts.stdio));
         let program = bundle.spec.process().as_ref().and_then(|p| p.args().as_ref()).and_then(|a| a.first().cloned());
         let program = program.unwrap_or_default();
