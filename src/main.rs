@@ -17,6 +17,7 @@ mod image;
 mod lab;
 mod labs;
 mod ns;
+mod pod;
 mod reset;
 mod rootfs;
 mod runtime;
@@ -69,6 +70,9 @@ enum Command {
     Docker(docker::Command),
     /// [ch 4] Build an image from a Dockerfile (like `docker build`)
     Build(build::Args),
+    /// [ch 5] Pods: run a Pod manifest (pause sandbox, CNI, init and app containers), ls, logs, exec, rm
+    #[command(subcommand)]
+    Pod(pod::Command),
     /// [ch 6] Serve the Kubernetes API (kubectl works against it) on a store with MVCC
     Apiserver(apiserver::Args),
     /// [ch 6] A small kubectl: get, apply, delete, describe, watch (shows how clients list and watch)
@@ -103,6 +107,7 @@ fn main() -> std::process::ExitCode {
         Command::Runtime(cmd) => runtime::run(cmd),
         Command::Docker(cmd) => docker::run(cmd),
         Command::Build(args) => build::run(args),
+        Command::Pod(cmd) => pod::run(cmd),
         Command::Apiserver(args) => apiserver::run(args),
         Command::Ctl(args) => ctl::run(args),
         Command::Bench(cmd) => bench::run(cmd),

@@ -1,0 +1,409 @@
+//! The sync loop: observe, [`decide`](crate::sync::decide), act, again every tick,
+//! until the pod is done or asked to stop.
+//!
+//! ```text
+//!        ┌──────────────── every 100 ms ────────────────┐
+//!        ▼                                              │
+//!  reap exited inits ─▶ Observed ─▶ decide() ─▶ kill / create sandbox / start ─┘
+//!  (we are their parent)                        write pod.json when it changed
+//! ```
+//!
+//! This process is the parent of every container's init (chapter 4's `create` makes
+//! it so), so `waitpid` gives their exit codes, and it reads their output pipes into
+//! the logs: it is the pod's supervisor, like one containerd-shim per pod.
+//!
+//! What the real kubelet does differently: its sync loop is driven by events (PLEG,
+//! the pod lifecycle event generator, relisting the runtime every second, plus API
+//! watches) and runs one worker goroutine per pod; it talks to the runtime over CRI
+//! gRPC, and the runtime's shims are the containers' parents.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::containers::{self, Join, Output, Request};
+use super::store::{self, ContainerRecord, PodRecord, SandboxRecord};
+use super::{Kubelet, cgroups, sandbox};
+use crate::api::{
+    ContainerState, ContainerStatus, Pod, PodIp, PodPhase, PodStatus, StateRunning, StateTerminated, StateWaiting,
+};
+use crate::sync::{self, ObservedContainer, RunState};
+use crate::{Error, Result};
+
+static STOP: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn remember(sig: libc::c_int) {
+    STOP.store(sig, Ordering::Relaxed);
+}
+
+/// Makes SIGTERM and SIGINT ask the loop to stop the pod gracefully.
+pub fn stop_on_signals() {
+    let action = SigAction::new(SigHandler::Handler(remember), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores a number.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed) != 0
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// What the loop holds in memory besides the record: the output pipes.
+struct Live {
+    outputs: BTreeMap<String, Output>,
+}
+
+/// Runs `pod` until it completes or a stop is requested, then stops everything it
+/// started (each container gets SIGTERM and the pod's grace period) and leaves the
+/// record with the final status. `events` gets one line per step.
+///
+/// # Errors
+/// A pod of that name exists, or the pod's folder or cgroup cannot be made; later
+/// failures of one container are reported in its status and retried.
+pub fn run(kubelet: &Kubelet, mut pod: Pod, events: &mut dyn FnMut(&str)) -> Result<PodRecord> {
+    pod.apply_defaults();
+    let name = pod.name().to_string();
+    let dir = store::dir(&kubelet.paths, &name);
+    std::fs::create_dir_all(kubelet.paths.pods()).map_err(Error::io("create", kubelet.paths.pods()))?;
+    match std::fs::create_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::bad(format!("pod {name:?}"), "exists already; remove it first with `kthw pod rm`"));
+        }
+        other => other.map_err(Error::io("create", &dir))?,
+    }
+    let uid = match &pod.metadata.uid {
+        Some(uid) => uid.clone(),
+        None => kthw_runtime::engine::names::new_id()?,
+    };
+    pod.metadata.uid = Some(uid.clone());
+    pod.metadata.creation_timestamp.get_or_insert_with(|| rfc3339(SystemTime::now()));
+    let mut record =
+        PodRecord { pod, supervisor: Some(std::process::id() as i32), sandbox: None, containers: BTreeMap::new() };
+    store::write(&kubelet.paths, &record)?;
+    cgroups::create(&kubelet.paths, &record.pod, &uid)?;
+    let mut live = Live { outputs: BTreeMap::new() };
+    let result = sync_loop(kubelet, &mut record, &mut live, events);
+    teardown(kubelet, &mut record, &mut live, events);
+    record.supervisor = None;
+    store::write(&kubelet.paths, &record)?;
+    result.map(|()| record)
+}
+
+// ANCHOR: sync_loop
+fn sync_loop(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, events: &mut dyn FnMut(&str)) -> Result<()> {
+    let mut last_written = String::new();
+    loop {
+        for output in live.outputs.values_mut() {
+            output.pump();
+        }
+        reap(record, live, events);
+        if stop_requested() {
+            events("stopping: signal received");
+            return Ok(());
+        }
+        let now = SystemTime::now();
+        let observed = observe(record);
+        let decision = sync::decide(&record.pod, &observed, now, &kubelet.settings);
+        let actions = &decision.actions;
+        for (name, entry) in &decision.back_off {
+            if let Some(c) = record.containers.get_mut(name) {
+                c.back_off = Some((*entry).into());
+            }
+        }
+        if actions.kill_pod {
+            kill_all(kubelet, record, live, events);
+            if actions.create_sandbox.is_none() {
+                set_status(record, &decision);
+                events(&format!("pod {} is {:?}", record.pod.name(), decision.phase));
+                return Ok(());
+            }
+        }
+        if let Some(attempt) = actions.create_sandbox {
+            start_sandbox(kubelet, record, live, attempt, events)?;
+        }
+        for kill in &actions.kill {
+            stop_container(kubelet, record, live, &kill.container, Duration::from_secs(0));
+        }
+        let starts = actions.start_init.iter().chain(&actions.start);
+        for start in starts.cloned().collect::<Vec<_>>() {
+            if let Err(e) = start_container(kubelet, record, live, &start.container) {
+                events(&format!("container {} failed to start: {e}", start.container));
+                let fresh = empty(record.pod.name(), &start.container);
+                let c = record.containers.entry(start.container.clone()).or_insert(fresh);
+                c.exit = Some((128, SystemTime::now()));
+                c.pid = None;
+            } else {
+                events(&format!("started container {}", start.container));
+            }
+        }
+        set_status(record, &decision);
+        let text = serde_json::to_string(record).unwrap_or_default();
+        if text != last_written {
+            store::write(&kubelet.paths, record)?;
+            last_written = text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+// ANCHOR_END: sync_loop
+
+fn empty(pod: &str, container: &str) -> ContainerRecord {
+    ContainerRecord {
+        id: containers::id(pod, container),
+        pid: None,
+        restart_count: 0,
+        started_at: None,
+        exit: None,
+        back_off: None,
+    }
+}
+
+/// What the runtime would report: the sandbox and each container's latest instance.
+fn observe(record: &PodRecord) -> sync::Observed {
+    let sandbox = record.sandbox.as_ref().map(|s| sync::Sandbox {
+        ready: s.running,
+        attempt: s.attempt,
+        has_ip: s.ip.is_some(),
+        changed: None,
+    });
+    let mut containers = BTreeMap::new();
+    let mut back_off = BTreeMap::new();
+    for (name, c) in &record.containers {
+        let state = match (c.pid, c.exit, c.started_at) {
+            (Some(_), _, Some(started_at)) => RunState::Running { started_at },
+            (_, Some((exit_code, finished_at)), _) => RunState::Exited { exit_code, finished_at },
+            _ => RunState::Unknown,
+        };
+        let mut o = ObservedContainer::new(state);
+        o.restart_count = c.restart_count;
+        containers.insert(name.clone(), o);
+        if let Some(entry) = c.back_off {
+            back_off.insert(name.clone(), entry.into());
+        }
+    }
+    sync::Observed { sandbox, containers, back_off }
+}
+
+/// Collects the exit status of every child that exited: containers and the pause.
+fn reap(record: &mut PodRecord, live: &mut Live, events: &mut dyn FnMut(&str)) {
+    // Only our own pids, never `waitpid(-1)`: the caller may have other children.
+    let exited = |pid: i32| match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Some(code),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+        Ok(_) => None,
+        Err(_) => Some(255), // not our child any more: gone
+    };
+    if let Some(s) = record.sandbox.as_mut().filter(|s| s.running) {
+        if let Some(code) = exited(s.pid) {
+            s.running = false;
+            events(&format!("sandbox exited with {code}"));
+        }
+    }
+    for (name, c) in record.containers.iter_mut() {
+        let Some(code) = c.pid.and_then(exited) else { continue };
+        c.pid = None;
+        c.exit = Some((code, SystemTime::now()));
+        if let Some(output) = live.outputs.remove(name) {
+            output.finish();
+        }
+        events(&format!("container {name} exited with {code}"));
+    }
+}
+
+fn start_sandbox(
+    kubelet: &Kubelet,
+    record: &mut PodRecord,
+    live: &mut Live,
+    attempt: u32,
+    events: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let uid = record.pod.metadata.uid.clone().unwrap_or_default();
+    let dir = store::container_dir(&kubelet.paths, record.pod.name(), "_sandbox");
+    std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+    let made = sandbox::create(kubelet, &record.pod, &uid, &dir)?;
+    live.outputs.insert("_sandbox".into(), made.started.output);
+    events(&format!("sandbox ready, pod IP {}", made.ip.as_deref().unwrap_or("none")));
+    record.sandbox = Some(SandboxRecord {
+        id: sandbox::id(record.pod.name()),
+        pid: made.started.pid,
+        ip: made.ip,
+        attempt,
+        running: true,
+    });
+    Ok(())
+}
+
+fn start_container(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, name: &str) -> Result<()> {
+    let pod = &record.pod;
+    let container =
+        pod.spec.all_containers().find(|c| c.name == name).ok_or_else(|| Error::bad(name, "no such container"))?;
+    let sandbox = record.sandbox.as_ref().ok_or_else(|| Error::bad(name, "the pod has no sandbox"))?;
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let dir = store::container_dir(&kubelet.paths, pod.name(), name);
+    std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+    let req = Request {
+        paths: &kubelet.paths,
+        store: &kubelet.store,
+        runtime: &kubelet.runtime,
+        pod,
+        uid: &uid,
+        id: containers::id(pod.name(), name),
+        dir,
+        image: container.image.as_deref().unwrap_or_default(),
+        container: Some(container),
+        join: Some(Join { pause_pid: sandbox.pid, share_pid: pod.spec.share_process_namespace == Some(true) }),
+        hostname: None,
+        resources: containers::resources(container),
+        mounts: containers::mounts(&kubelet.paths, pod, container)?,
+        user: None,
+    };
+    let started = containers::create(&req)?;
+    kubelet.runtime.start(&req.id)?;
+    let entry = record.containers.entry(name.to_string()).or_insert_with(|| empty(pod.name(), name));
+    if entry.started_at.is_some() {
+        entry.restart_count += 1;
+    }
+    entry.pid = Some(started.pid);
+    entry.started_at = Some(SystemTime::now());
+    entry.exit = None;
+    live.outputs.insert(name.to_string(), started.output);
+    Ok(())
+}
+
+// ANCHOR: graceful_stop
+/// Stops one container: SIGTERM, up to `grace` to exit, then SIGKILL; then removes it.
+fn stop_container(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, name: &str, grace: Duration) {
+    let Some(c) = record.containers.get(name).cloned() else { return };
+    if let Some(pid) = c.pid {
+        let _ = kubelet.runtime.kill(&c.id, Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + grace;
+        let mut code = None;
+        while code.is_none() {
+            code = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => Some(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+                Ok(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    None
+                }
+                Ok(_) => {
+                    let _ = kubelet.runtime.kill(&c.id, Signal::SIGKILL);
+                    std::thread::sleep(Duration::from_millis(20));
+                    None
+                }
+                Err(_) => Some(137),
+            };
+        }
+        if let Some(entry) = record.containers.get_mut(name) {
+            entry.pid = None;
+            entry.exit = code.map(|code| (code, SystemTime::now()));
+        }
+    }
+    if let Some(output) = live.outputs.remove(name) {
+        output.finish();
+    }
+    containers::remove(&kubelet.paths, &kubelet.store, &kubelet.runtime, &c.id);
+}
+// ANCHOR_END: graceful_stop
+
+/// Every container, then the sandbox.
+fn kill_all(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, events: &mut dyn FnMut(&str)) {
+    let grace = record.pod.spec.grace_period();
+    let names: Vec<String> = record.containers.keys().cloned().collect();
+    for name in names {
+        if record.containers[&name].pid.is_some() {
+            events(&format!("stopping container {name}"));
+        }
+        stop_container(kubelet, record, live, &name, grace);
+    }
+    if let Some(s) = record.sandbox.as_mut() {
+        let uid = record.pod.metadata.uid.clone().unwrap_or_default();
+        sandbox::remove(kubelet, record.pod.name(), &uid, s.pid);
+        let _ = waitpid(Pid::from_raw(s.pid), None);
+        s.running = false;
+        if let Some(output) = live.outputs.remove("_sandbox") {
+            output.finish();
+        }
+    }
+}
+
+fn teardown(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, events: &mut dyn FnMut(&str)) {
+    kill_all(kubelet, record, live, events);
+    let uid = record.pod.metadata.uid.clone().unwrap_or_default();
+    let _ = cgroups::remove(&kubelet.paths, &uid);
+    if let Some(status) = record.pod.status.as_mut() {
+        status.pod_ip = None;
+        status.pod_ips.clear();
+    }
+}
+
+/// Writes the decision's phase and conditions and the containers' states into the
+/// pod's status, as the kubelet reports it to the API server.
+fn set_status(record: &mut PodRecord, decision: &sync::Decision) {
+    let pod = &record.pod;
+    let status_of = |c: &crate::api::Container| {
+        let r = record.containers.get(&c.name);
+        let mut state = ContainerState::default();
+        match r {
+            Some(r) if r.pid.is_some() => {
+                state.running = Some(StateRunning { started_at: r.started_at.map(rfc3339) });
+            }
+            Some(ContainerRecord { exit: Some((code, at)), .. }) => {
+                let waiting = decision.waits.iter().any(|w| w.container == c.name);
+                let terminated = StateTerminated {
+                    exit_code: *code,
+                    reason: Some(if *code == 0 { "Completed" } else { "Error" }.into()),
+                    finished_at: Some(rfc3339(*at)),
+                    ..Default::default()
+                };
+                if waiting {
+                    state.waiting = Some(StateWaiting { reason: Some("CrashLoopBackOff".into()), message: None });
+                } else {
+                    state.terminated = Some(terminated);
+                }
+            }
+            _ => state.waiting = Some(StateWaiting { reason: Some("PodInitializing".into()), message: None }),
+        }
+        let ready = decision.readiness.iter().any(|x| x.container == c.name && x.ready);
+        ContainerStatus {
+            name: c.name.clone(),
+            state,
+            ready,
+            restart_count: r.map(|r| r.restart_count as i32).unwrap_or(0),
+            image: c.image.clone().unwrap_or_default(),
+            container_id: r.map(|r| format!("kthw://{}", r.id)),
+            ..Default::default()
+        }
+    };
+    let ip = record.sandbox.as_ref().filter(|s| s.running).and_then(|s| s.ip.clone());
+    let status = PodStatus {
+        phase: Some(decision.phase),
+        conditions: decision.conditions.clone(),
+        pod_ip: ip.clone(),
+        pod_ips: ip.map(|ip| vec![PodIp { ip }]).unwrap_or_default(),
+        start_time: pod.metadata.creation_timestamp.clone(),
+        init_container_statuses: pod.spec.init_containers.iter().map(status_of).collect(),
+        container_statuses: pod.spec.containers.iter().map(status_of).collect(),
+        ..Default::default()
+    };
+    record.pod.status = Some(status);
+}
+
+/// The phase to show for a record: its status's, or `Unknown` when its supervisor
+/// died without saying how the pod ended.
+pub fn phase(record: &PodRecord) -> String {
+    let phase = record.pod.status.as_ref().and_then(|s| s.phase).unwrap_or(PodPhase::Pending);
+    match record.supervisor {
+        Some(pid) if !store::alive(pid) && !matches!(phase, PodPhase::Succeeded | PodPhase::Failed) => "Unknown".into(),
+        _ => format!("{phase:?}"),
+    }
+}
