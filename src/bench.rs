@@ -63,6 +63,13 @@ fn runtime(opts: kthw_runtime::bench::Options) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
     let dir = tempfile::Builder::new().prefix("bench-").tempdir_in(&base).context("cannot create a scratch folder")?;
     let exe = std::env::current_exe().context("cannot find the kthw binary to benchmark")?;
+    if cfg!(debug_assertions) {
+        // Measured here: a debug build is 1.5-1.7x crun, the same code built --release 0.9-1.0x.
+        eprintln!(
+            "note: this kthw is a debug build, and ours pays for it (a 60 MB binary to load and \
+             copy). For the book's figures: cargo build --release -p kthw && target/release/kthw bench runtime"
+        );
+    }
     let lines = kthw_runtime::bench::run_runtime_bench(dir.path(), &exe, &opts, &mut |line: &str| eprintln!("{line}"))?;
     for line in &lines {
         println!("{line}");

@@ -1,10 +1,17 @@
-//! # Chapter 5 — pods and the pause container (being written)
+//! # Chapter 5 — pods and the pause container
+//!
+//! A pod is a group of containers that share a network, an IPC namespace and a host name,
+//! held open by a tiny *pause* container, so that they can talk over `localhost` like
+//! processes on one machine. This crate is the node-local heart of the kubelet: given a Pod
+//! manifest as Kubernetes writes it, make it run here (chapter 7 connects it to the API
+//! server). Still being built: probes, lab 05 and `kthw bench pod`.
 //!
 //! ## Layout
 //! - [`api`]: the Pod as Kubernetes writes it (`apiVersion: v1`, `kind: Pod`).
 //! - [`sync`]: the kubelet's SyncPod decision, a pure function from desired and actual state.
-//! - [`cni`]: calling CNI plugins, and our own bridge + host-local plugin.
-//! - [`kubelet`]: running a pod on this node: sandbox, containers, the sync loop.
+//! - [`pause`]: the pause image: our `kthw-pause` binary (`src/bin/`) packaged locally.
+//! - [`cni`]: calling CNI plugins, and our own bridge + host-local plugin (`kthw-cni-bridge`).
+//! - [`kubelet`]: running a pod on this node: sandbox, pod cgroups, containers, the sync loop.
 //! - [`error`]: the crate's one error type.
 
 pub mod api;
