@@ -135,3 +135,98 @@ fn exited_container_is_restarted_and_counted() {
     assert!(logs.matches("run").count() as i64 >= count, "{logs}");
     s.ok(&["pod", "rm", "crash"]);
 }
+
+/// The pod's status waits up to 60 s (a loaded 2-core machine) for `done` to hold.
+fn wait_for(s: &Session, pod: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = s.inspect(pod);
+        if done(&r) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {r:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ready(r: &serde_json::Value) -> Option<&str> {
+    let conditions = r["pod"]["status"]["conditions"].as_array()?;
+    conditions.iter().find(|c| c["type"] == "Ready").and_then(|c| c["status"].as_str())
+}
+
+// A container whose liveness exec probe fails (its file was removed) is killed and
+// restarted, and restartCount rises with each restart.
+#[test]
+fn failing_liveness_probe_restarts_the_container() {
+    require!(Need::Root);
+    let s = Session::new();
+    let manifest = s.manifest(
+        "live.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: live
+spec:
+  terminationGracePeriodSeconds: 1 # its shell ignores SIGTERM: do not wait 30 s in `pod rm`
+  containers:
+    - name: c
+      image: busybox:1.36
+      command: ["sh", "-c", "touch /tmp/healthy; sleep 1; rm /tmp/healthy; sleep 600"]
+      livenessProbe:
+        exec:
+          command: ["cat", "/tmp/healthy"]
+        periodSeconds: 1
+        timeoutSeconds: 10
+        failureThreshold: 2
+"#,
+    );
+    s.ok(&["pod", "run", "-d", "-f", &manifest]);
+    let count =
+        |r: &serde_json::Value| r["pod"]["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0);
+    wait_for(&s, "live", "a first restart", |r| count(r) >= 1);
+    wait_for(&s, "live", "a second restart", |r| count(r) >= 2);
+    s.ok(&["pod", "rm", "live"]);
+}
+
+// A readiness httpGet probe (to a named port) keeps the pod out of Ready while the page
+// is missing (404), and makes it Ready once the page exists; the container never restarts.
+#[test]
+fn readiness_http_probe_gates_ready() {
+    require!(Need::Root);
+    let s = Session::new();
+    let manifest = s.manifest(
+        "ready.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: ready
+spec:
+  terminationGracePeriodSeconds: 1 # its shell ignores SIGTERM: do not wait 30 s in `pod rm`
+  containers:
+    - name: web
+      image: busybox:1.36
+      command: ["sh", "-c", "mkdir -p /www; exec httpd -f -p 8080 -h /www"]
+      ports:
+        - name: http
+          containerPort: 8080
+      readinessProbe:
+        httpGet:
+          path: /index.html
+          port: http
+        periodSeconds: 1
+        timeoutSeconds: 10
+"#,
+    );
+    s.ok(&["pod", "run", "-d", "-f", &manifest]);
+    wait_for(&s, "ready", "the container to run", |r| r["containers"]["web"]["pid"].is_i64());
+    // Several probe periods pass with no page: still not Ready.
+    std::thread::sleep(Duration::from_secs(3));
+    let r = s.inspect("ready");
+    assert_eq!(ready(&r), Some("False"), "{r:#}");
+    assert_eq!(r["pod"]["status"]["containerStatuses"][0]["ready"], false, "{r:#}");
+    s.ok(&["pod", "exec", "ready", "--", "sh", "-c", "echo ok > /www/index.html"]);
+    let r = wait_for(&s, "ready", "Ready=True", |r| ready(r) == Some("True"));
+    assert_eq!(r["pod"]["status"]["containerStatuses"][0]["ready"], true, "{r:#}");
+    assert_eq!(r["pod"]["status"]["containerStatuses"][0]["restartCount"], 0, "{r:#}");
+    s.ok(&["pod", "rm", "ready"]);
+}

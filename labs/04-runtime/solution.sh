@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Lab 04, the reference answer: import lab04/busybox from /bin/busybox, build lab04/web
-# from a Dockerfile, run it as container lab04 (64M, -p 8080:80), fetch a page, exec `ps`
+# from a Dockerfile, run it as container lab04 (64M, -p 8004:80), fetch a page, exec `ps`
 # into it, and stop a second container, lab04-stop.
 #
 #   solution.sh           do the lab (again: it is idempotent)
 #   solution.sh cleanup   remove the containers, the images and the files
 #
 # KTHW names the kthw binary (default: kthw on PATH); KTHW_HOME moves the state folder.
-# LAB04_PORT changes the host port (default 8080), for a machine where 8080 is taken.
+# LAB04_PORT changes the host port (default 8004, not 8080: lab 06 serves the API on
+# 127.0.0.1:8080, and our DNAT rule would catch its connections), for a machine where 8004 is taken.
 set -euo pipefail
 
 KTHW=${KTHW:-kthw}
-PORT=${LAB04_PORT:-8080}
+PORT=${LAB04_PORT:-8004}
 lab_dir=$("$KTHW" lab dir)   # /var/lib/kthw/lab, or under $KTHW_HOME
 src="$lab_dir/04-busybox"
 ctx="$lab_dir/04-web"
@@ -56,8 +57,9 @@ if ! running lab04; then
     "$KTHW" run -d --name lab04 --memory 64M -p "$PORT:80" lab04/web
 fi
 
-# Steps 3 and 7: fetch the page (httpd logs the request), retrying while httpd starts.
-for _ in $(seq 50); do
+# Steps 3 and 7: fetch the page (httpd logs the request), retrying while httpd starts
+# (up to half a minute: in an emulated VM, starting takes a while).
+for _ in $(seq 300); do
     if curl -fsS --max-time 2 "http://127.0.0.1:$PORT/" >/dev/null 2>&1; then break; fi
     sleep 0.1
 done

@@ -25,8 +25,9 @@ if [ "${1:-}" = cleanup ]; then
     exit 0
 fi
 
-wait_for() { # wait until URL $1 answers
-    for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+wait_for() { # wait until URL $1 answers: up to two minutes, as in an emulated VM etcd can
+    # answer /version some 40 s before it has elected itself leader and serves requests
+    for _ in $(seq 1200); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
     echo "nothing answers at $1" >&2; exit 1
 }
 

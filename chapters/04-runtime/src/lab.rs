@@ -81,7 +81,7 @@ fn find(ctx: &Context, name: &str, fix: &str) -> Result<(Dir, Record), Failure> 
     Err(Failure::new(format!("no container is named {name} (`kthw ps -a` lists them)"), fix))
 }
 
-const RUN: &str = "step 3: `sudo kthw run -d --name lab04 --memory 64M -p 8080:80 lab04/web`";
+const RUN: &str = "step 3: `sudo kthw run -d --name lab04 --memory 64M -p 8004:80 lab04/web`";
 
 /// The web server container and its init's pid; it must be running.
 fn running(ctx: &Context) -> Result<(Dir, Record, i32), Failure> {
@@ -282,7 +282,7 @@ fn dnat(ctx: &Context) -> Outcome {
     if !found {
         return Err(Failure::new(
             format!("{chain} has no DNAT rule from port {port} to {to} for lab04 ({} rules)", rules.len()),
-            "`kthw run -p 8080:80` adds it; remove and run the container again",
+            "`kthw run -p 8004:80` adds it; remove and run the container again",
         ));
     }
     for (from, whose) in [("PREROUTING", "other machines"), ("OUTPUT", "this host")] {

@@ -10,8 +10,8 @@ use kthw_lab::require;
 use kthw_lab::systest::{Need, TestHome};
 use kthw_runtime::lab;
 
-/// The host port the test publishes instead of the sheet's 8080, so that it never meets
-/// another test's (or the learner's) rule for 8080. The snapshot shows 8080 again.
+/// The host port the test publishes instead of the sheet's 8004, so that it never meets
+/// another test's (or the learner's) rule for 8004. The snapshot shows 8004 again.
 const PORT: &str = "18404";
 
 fn solution() -> PathBuf {
@@ -80,8 +80,8 @@ fn settings(home: &TestHome) -> insta::Settings {
     settings.add_filter(&format!(r"\b{instance}"), "kthw");
     settings.add_filter(&format!(r"\b{}", instance.to_uppercase()), "KTHW");
     settings.add_filter(r"\b10\.77\.\d+\.", "10.77.0.");
-    settings.add_filter(&format!(r":{PORT}\b"), ":8080");
-    settings.add_filter(&format!(r"--dport {PORT}\b"), "--dport 8080");
+    settings.add_filter(&format!(r":{PORT}\b"), ":8004");
+    settings.add_filter(&format!(r"--dport {PORT}\b"), "--dport 8004");
     settings.add_filter(r"\bpid \d+", "pid [PID]");
     settings.add_filter(r"memory\.limit_in_bytes", "memory.max");
     for (regex, replacement) in kthw_lab::snapshot::FILTERS {

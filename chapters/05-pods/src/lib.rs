@@ -4,7 +4,7 @@
 //! held open by a tiny *pause* container, so that they can talk over `localhost` like
 //! processes on one machine. This crate is the node-local heart of the kubelet: given a Pod
 //! manifest as Kubernetes writes it, make it run here (chapter 7 connects it to the API
-//! server). Still being built: probes, lab 05 and `kthw bench pod`.
+//! server). Still being built: lab 05 and `kthw bench pod`.
 //!
 //! ## Layout
 //! - [`api`]: the Pod as Kubernetes writes it (`apiVersion: v1`, `kind: Pod`).

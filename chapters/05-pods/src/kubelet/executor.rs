@@ -26,12 +26,13 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::containers::{self, Join, Output, Request};
+use super::probe::{self, Kind, Target, Worker};
 use super::store::{self, ContainerRecord, PodRecord, SandboxRecord};
 use super::{Kubelet, cgroups, sandbox};
 use crate::api::{
     ContainerState, ContainerStatus, Pod, PodIp, PodPhase, PodStatus, StateRunning, StateTerminated, StateWaiting,
 };
-use crate::sync::{self, ObservedContainer, RunState};
+use crate::sync::{self, ObservedContainer, ProbeResult, RunState};
 use crate::{Error, Result};
 
 static STOP: AtomicI32 = AtomicI32::new(0);
@@ -57,9 +58,11 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// What the loop holds in memory besides the record: the output pipes.
+/// What the loop holds in memory besides the record: the output pipes and the
+/// probe workers (by container and probe kind).
 struct Live {
     outputs: BTreeMap<String, Output>,
+    probes: BTreeMap<(String, Kind), Worker>,
 }
 
 /// Runs `pod` until it completes or a stop is requested, then stops everything it
@@ -90,7 +93,7 @@ pub fn run(kubelet: &Kubelet, mut pod: Pod, events: &mut dyn FnMut(&str)) -> Res
         PodRecord { pod, supervisor: Some(std::process::id() as i32), sandbox: None, containers: BTreeMap::new() };
     store::write(&kubelet.paths, &record)?;
     cgroups::create(&kubelet.paths, &record.pod, &uid)?;
-    let mut live = Live { outputs: BTreeMap::new() };
+    let mut live = Live { outputs: BTreeMap::new(), probes: BTreeMap::new() };
     let result = sync_loop(kubelet, &mut record, &mut live, events);
     teardown(kubelet, &mut record, &mut live, events);
     record.supervisor = None;
@@ -110,8 +113,9 @@ fn sync_loop(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, events:
             events("stopping: signal received");
             return Ok(());
         }
+        run_probes(record, live, events);
         let now = SystemTime::now();
-        let observed = observe(record);
+        let observed = observe(record, live);
         let decision = sync::decide(&record.pod, &observed, now, &kubelet.settings);
         let actions = &decision.actions;
         for (name, entry) in &decision.back_off {
@@ -167,8 +171,9 @@ fn empty(pod: &str, container: &str) -> ContainerRecord {
     }
 }
 
-/// What the runtime would report: the sandbox and each container's latest instance.
-fn observe(record: &PodRecord) -> sync::Observed {
+/// What the runtime would report: the sandbox and each container's latest instance,
+/// with the prober's verdicts about it.
+fn observe(record: &PodRecord, live: &Live) -> sync::Observed {
     let sandbox = record.sandbox.as_ref().map(|s| sync::Sandbox {
         ready: s.running,
         attempt: s.attempt,
@@ -185,12 +190,41 @@ fn observe(record: &PodRecord) -> sync::Observed {
         };
         let mut o = ObservedContainer::new(state);
         o.restart_count = c.restart_count;
+        if let (Some(started_at), Some(_)) = (c.started_at, c.pid) {
+            let verdict = |kind| live.probes.get(&(name.clone(), kind)).and_then(|w| w.verdict(started_at));
+            (o.liveness, o.readiness, o.startup) =
+                (verdict(Kind::Liveness), verdict(Kind::Readiness), verdict(Kind::Startup));
+        }
         containers.insert(name.clone(), o);
         if let Some(entry) = c.back_off {
             back_off.insert(name.clone(), entry.into());
         }
     }
     sync::Observed { sandbox, containers, back_off }
+}
+
+/// Runs the probes that are due for every running app container, startup first
+/// (liveness and readiness wait for it), and counts their results.
+fn run_probes(record: &PodRecord, live: &mut Live, events: &mut dyn FnMut(&str)) {
+    let pod_ip = record.sandbox.as_ref().and_then(|s| s.ip.as_deref()).and_then(|ip| ip.parse().ok());
+    for container in &record.pod.spec.containers {
+        let Some(c) = record.containers.get(&container.name) else { continue };
+        let (Some(pid), Some(started_at)) = (c.pid, c.started_at) else { continue };
+        for kind in [Kind::Startup, Kind::Liveness, Kind::Readiness] {
+            let Some(spec) = kind.of(container) else { continue };
+            let startup = live.probes.get(&(container.name.clone(), Kind::Startup));
+            let started = container.startup_probe.is_none()
+                || startup.and_then(|w| w.verdict(started_at)) == Some(ProbeResult::Success);
+            let worker = live.probes.entry((container.name.clone(), kind)).or_insert_with(|| Worker::new(kind));
+            if !worker.due(spec, started_at, started, SystemTime::now()) {
+                continue;
+            }
+            let (raw, why) = probe::run(spec, Target { container, pid, pod_ip });
+            if let Some(verdict) = worker.record(spec, raw, SystemTime::now()) {
+                events(&format!("{kind:?} probe of {}: {verdict:?} ({why})", container.name));
+            }
+        }
+    }
 }
 
 /// Collects the exit status of every child that exited: containers and the pause.

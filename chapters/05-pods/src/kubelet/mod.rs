@@ -14,6 +14,7 @@
 //! - [`sandbox`]: the pause container and the pod network.
 //! - [`containers`]: app and init containers joining the sandbox.
 //! - [`executor`]: the sync loop that runs [`crate::sync::decide`]'s actions.
+//! - [`probe`]: liveness, readiness and startup probes, counted into verdicts.
 //!
 //! The process that runs [`Kubelet::run`] is the pod's supervisor: the parent of its
 //! containers. `kthw pod run -d` starts that process in the background.
@@ -26,6 +27,7 @@
 pub mod cgroups;
 pub mod containers;
 pub mod executor;
+pub mod probe;
 pub mod sandbox;
 pub mod store;
 
