@@ -306,7 +306,11 @@ fn delete_leaves_nothing_behind() {
     let child_cg = inst.create("tree/leaf", &Limits::default());
     let a = spawn_in(&child_cg, sleep_forever);
     let b = spawn_in(&child_cg, busy_forever);
-    std::thread::sleep(Duration::from_millis(100));
+    // Both join before they run; on a loaded machine that can take a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while parent.procs().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     if child_cg.dir_for("freezer").is_some() {
         child_cg.freeze().unwrap();
     }
