@@ -7,7 +7,7 @@
 //! own tests (`chapters/04-runtime/tests/build.rs`); these check the CLI around it.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use kthw_lab::require;
@@ -28,7 +28,6 @@ impl Session {
         let home = TestHome::new();
         let root = home.path().join("busybox");
         kthw_runtime::spec::busybox_rootfs(&root).unwrap();
-        symlink_applets(&root);
         let mut s = Session { home, text: String::new() };
         let out = s.kthw(&["image", "import", "busybox", "busybox"]);
         assert!(out.status.success());
@@ -72,22 +71,6 @@ impl Drop for Session {
     fn drop(&mut self) {
         // Whatever a failed test left: its containers (`kthw rm -f`), mounts and cgroups.
         let _ = Command::new(KTHW).args(["reset", "--force"]).env("KTHW_HOME", self.home.path()).output();
-    }
-}
-
-/// `busybox_rootfs` makes the applets hard links, which a layer stores as full copies;
-/// symlinks keep the imported image at one binary.
-fn symlink_applets(root: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    for dir in ["bin", "sbin", "usr/bin", "usr/sbin"] {
-        for entry in fs::read_dir(root.join(dir)).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            if meta.is_file() && meta.nlink() > 1 && path != root.join("bin/busybox") {
-                fs::remove_file(&path).unwrap();
-                std::os::unix::fs::symlink("/bin/busybox", &path).unwrap();
-            }
-        }
     }
 }
 

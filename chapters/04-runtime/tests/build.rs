@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kthw_lab::require;
 use kthw_lab::systest::{Need, TestHome};
@@ -29,7 +29,6 @@ impl Env {
         let store = Store::open(home.paths.images()).unwrap();
         let root = home.path().join("busybox");
         spec::busybox_rootfs(&root).unwrap();
-        symlink_applets(&root);
         kthw_rootfs::import::import_dir(&store, &root, "busybox").unwrap();
         let context = home.path().join("context");
         fs::create_dir_all(&context).unwrap();
@@ -124,22 +123,6 @@ impl Drop for Env {
         if let Ok(layout) = kthw_lab::host::CgroupLayout::detect() {
             if let Ok(cg) = kthw_cgroups::Cgroup::open(&layout, self.home.paths.cgroup_root()) {
                 let _ = cg.delete();
-            }
-        }
-    }
-}
-
-/// `busybox_rootfs` makes its applets hard links to one binary; chapter 3's layer writer
-/// stores each hard link as a full copy (270 × 2 MB). Symlinks keep the base image small.
-fn symlink_applets(root: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    for dir in ["bin", "sbin", "usr/bin", "usr/sbin"] {
-        for entry in fs::read_dir(root.join(dir)).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            if meta.is_file() && meta.nlink() > 1 && path != root.join("bin/busybox") {
-                fs::remove_file(&path).unwrap();
-                std::os::unix::fs::symlink("/bin/busybox", &path).unwrap();
             }
         }
     }
