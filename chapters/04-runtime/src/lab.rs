@@ -244,9 +244,14 @@ fn veth(ctx: &Context) -> Outcome {
 
 /// The host port that leads to port 80 of the container, from its record.
 fn published_port(record: &Record) -> Result<u16, Failure> {
-    record.ports.iter().find(|p| p.container_port == 80 && p.protocol == "tcp").map(|p| p.host_port).ok_or_else(|| {
-        Failure::new("lab04 publishes no port to its port 80", format!("`sudo kthw rm -f lab04`, then {RUN}"))
-    })
+    record
+        .ports
+        .iter()
+        .find(|p| p.container_port == 80 && p.protocol == crate::network::Protocol::Tcp)
+        .map(|p| p.host_port)
+        .ok_or_else(|| {
+            Failure::new("lab04 publishes no port to its port 80", format!("`sudo kthw rm -f lab04`, then {RUN}"))
+        })
 }
 
 /// `iptables -t nat -S CHAIN`, or why not.

@@ -23,7 +23,7 @@ use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::Spec;
 
 use super::RunOptions;
-use super::record::{Port, Record, Volume};
+use super::record::{PortMapping, Record, Volume};
 use crate::{Error, Result};
 
 /// The flags of `kthw run`, checked: every bad value is refused here, before anything
@@ -32,7 +32,7 @@ use crate::{Error, Result};
 pub struct Checked {
     pub env: Vec<String>,
     pub volumes: Vec<Volume>,
-    pub ports: Vec<Port>,
+    pub ports: Vec<PortMapping>,
     pub memory: Option<u64>,
     pub nano_cpus: Option<u64>,
     pub network: String,
@@ -45,7 +45,7 @@ pub struct Checked {
 pub fn check(opts: &RunOptions) -> Result<Checked> {
     let env = opts.env.iter().map(|e| check_env(e)).collect::<Result<Vec<_>>>()?;
     let volumes = opts.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>>>()?;
-    let ports = opts.publish.iter().map(|p| super::net::parse_port(p)).collect::<Result<Vec<_>>>()?;
+    let ports = opts.publish.iter().map(|p| crate::network::parse_publish(p)).collect::<Result<Vec<_>>>()?;
     let memory = opts.memory.as_deref().map(kthw_cgroups::limits::parse_memory).transpose()?;
     let nano_cpus = opts
         .cpus

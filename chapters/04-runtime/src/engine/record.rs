@@ -79,24 +79,9 @@ impl Volume {
     }
 }
 
-/// A published port (`-p`), as the engine records it: the network's
-/// `PortMapping` in a form that does not depend on the network module's types.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Port {
-    pub host_ip: Option<std::net::Ipv4Addr>,
-    pub host_port: u16,
-    pub container_port: u16,
-    /// `tcp` or `udp`.
-    pub protocol: String,
-}
-
-impl Port {
-    /// `127.0.0.1:8080->80/tcp`, as `docker ps` shows it.
-    pub fn render(&self) -> String {
-        let ip = self.host_ip.map_or("0.0.0.0".to_string(), |ip| ip.to_string());
-        format!("{ip}:{}->{}/{}", self.host_port, self.container_port, self.protocol)
-    }
-}
+/// A published port (`-p`) is recorded as the network's own [`PortMapping`]: one type
+/// from the flag to the iptables rule, and `127.0.0.1:8080->80/tcp` as its `Display`.
+pub use crate::network::PortMapping;
 
 /// The container's record (`config.json`): what `kthw run` was asked for, written once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,7 +112,7 @@ pub struct Record {
     /// `bridge` (a veth on our bridge) or `none` (only `lo`).
     pub network: String,
     pub volumes: Vec<Volume>,
-    pub ports: Vec<Port>,
+    pub ports: Vec<PortMapping>,
     /// `--memory` in bytes.
     pub memory: Option<u64>,
     /// `--cpus` in billionths of a CPU, as Docker's `NanoCpus`.
@@ -360,6 +345,7 @@ pub fn parse_time(s: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::Protocol;
 
     fn record() -> Record {
         Record {
@@ -379,7 +365,7 @@ mod tests {
             auto_remove: false,
             network: "bridge".into(),
             volumes: vec![Volume { host: "/srv".into(), container: "/data".into(), read_only: true }],
-            ports: vec![Port { host_ip: None, host_port: 8080, container_port: 80, protocol: "tcp".into() }],
+            ports: vec![PortMapping { host_ip: None, host_port: 8080, container_port: 80, protocol: Protocol::Tcp }],
             memory: Some(64 << 20),
             nano_cpus: Some(500_000_000),
             exposed_ports: vec!["80/tcp".into()],

@@ -72,7 +72,7 @@ pub fn ps_table(rows: &[Summary], now: SystemTime) -> String {
                 command_text(r),
                 format!("{} ago", since(&r.created, now)),
                 status_text(&s.status, now),
-                r.ports.iter().map(|p| p.render()).collect::<Vec<_>>().join(", "),
+                r.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
                 r.name.clone(),
             ]
         })
@@ -279,8 +279,8 @@ pub fn pruned_text(p: &Pruned) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::Port;
     use super::*;
+    use crate::network::{PortMapping, Protocol};
 
     // Durations read as Docker writes them.
     #[test]
@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(human_duration(s(20 * 86400)), "2 weeks");
     }
 
-    fn record(id: char, name: &str, args: &[&str], ports: Vec<Port>) -> Record {
+    fn record(id: char, name: &str, args: &[&str], ports: Vec<PortMapping>) -> Record {
         Record {
             id: id.to_string().repeat(64),
             name: name.into(),
@@ -326,11 +326,11 @@ mod tests {
     #[test]
     fn ps_renders_like_docker() {
         let now = parse_time("2024-05-01T10:05:00Z").unwrap();
-        let web = Port {
+        let web = PortMapping {
             host_ip: Some("127.0.0.1".parse().unwrap()),
             host_port: 8080,
             container_port: 80,
-            protocol: "tcp".into(),
+            protocol: Protocol::Tcp,
         };
         let rows = vec![
             Summary {
