@@ -336,6 +336,26 @@ fn reset_removes_the_bridge_and_the_chains() {
     for table in ["nat", "filter"] {
         assert!(!iptables_s(table).contains(&prefix), "{table} still has {prefix}*");
     }
+    // Removing a container afterwards (as `kthw rm` does) makes nothing again.
+    if let Some(net) = Network::existing(&paths).unwrap() {
+        net.detach("r").unwrap();
+    }
+    assert!(!Path::new("/sys/class/net").join(&ep.bridge).exists(), "detach made the bridge again");
+    for table in ["nat", "filter"] {
+        assert!(!iptables_s(table).contains(&prefix), "detach made {prefix}* chains again in {table}");
+    }
+}
+
+// Before any container ran, there is no network to detach from, and asking makes none.
+#[test]
+fn existing_is_none_before_the_first_open() {
+    require!(Need::Root, Need::Command("iptables"), Need::Command("ip"));
+    let lab = Lab::new();
+    assert!(Network::existing(lab.paths()).unwrap().is_none());
+    assert!(!Path::new("/sys/class/net").join(lab.paths().name("0")).exists());
+    let net = Network::open(lab.paths()).unwrap();
+    let found = Network::existing(lab.paths()).unwrap().expect("a network after open");
+    assert_eq!((found.bridge(), found.subnet()), (net.bridge(), net.subnet()));
 }
 
 // A process in the host's own network namespace is refused: attaching it would

@@ -17,13 +17,17 @@ pub fn attach(paths: &kthw_lab::Paths, record: &Record, pid: i32) -> Result<Opti
     Network::open(paths)?.attach(&record.id, pid, &record.ports).map(Some)
 }
 
-/// Undoes [`attach`]; fine if there is nothing to undo.
+/// Undoes [`attach`]; fine if there is nothing to undo, and makes nothing (see
+/// [`Network::existing`]).
 ///
 /// # Errors
-/// As [`Network::detach`].
+/// As [`Network::existing`] and [`Network::detach`].
 pub fn detach(paths: &kthw_lab::Paths, record: &Record) -> Result<()> {
     if record.network != "bridge" {
         return Ok(());
     }
-    Network::open(paths)?.detach(&record.id)
+    match Network::existing(paths)? {
+        Some(network) => network.detach(&record.id),
+        None => Ok(()),
+    }
 }

@@ -113,6 +113,23 @@ impl Network {
         Ok(Network { dir, instance: paths.instance.clone(), bridge, subnet, ipam, chains })
     }
 
+    /// The network as it is, without making anything: `None` when no subnet was ever
+    /// chosen (or `kthw reset` removed the state). Removing a container uses this, so an
+    /// `rm` after a reset does not make the bridge and chains again just to delete a veth.
+    ///
+    /// # Errors
+    /// If the IPAM table is there but unreadable.
+    pub fn existing(paths: &Paths) -> Result<Option<Network>> {
+        let dir = paths.state.join("network");
+        if !dir.join("ipam.json").exists() {
+            return Ok(None);
+        }
+        let ipam = ipam::Ipam::open(&dir)?;
+        let Some(subnet) = ipam.lock()?.table().subnet else { return Ok(None) };
+        let chains = iptables::Chains::new(paths);
+        Ok(Some(Network { dir, instance: paths.instance.clone(), bridge: paths.name("0"), subnet, ipam, chains }))
+    }
+
     /// The bridge's name (`kthw0`).
     pub fn bridge(&self) -> &str {
         &self.bridge
