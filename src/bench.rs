@@ -32,11 +32,26 @@ pub enum Command {
         #[arg(long)]
         profile: bool,
     },
+    /// [ch 5] A pod start (pod cgroup, pause, CNI ADD, one app container) vs two `crun run`s, interleaved
+    Pod {
+        /// Iterations per round (each starts one pod and runs crun twice and runc twice, in a shuffled order)
+        #[arg(short, long, default_value_t = 50)]
+        n: usize,
+        /// Rounds (each with its own warm-ups; the table shows every round's median)
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Also show the median of each phase of our pod start
+        #[arg(long)]
+        profile: bool,
+    },
 }
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     if let Command::Runtime { n, rounds, profile } = command {
         return runtime(kthw_runtime::bench::Options { n, rounds, profile, ..Default::default() });
+    }
+    if let Command::Pod { n, rounds, profile } = command {
+        return pod(&kthw_pods::bench::Options { n, rounds, profile });
     }
     // Both stores live under the state folder, so they share a disk.
     let base = kthw_lab::Paths::from_env().state;
@@ -47,7 +62,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         match command {
             Command::Store { n } => kthw_apiserver::bench::run_store_bench(dir.path(), n).await,
             Command::Apiserver { n } => kthw_apiserver::bench::run_apiserver_bench(dir.path(), n).await,
-            Command::Runtime { .. } => unreachable!("handled above, without an async runtime"),
+            Command::Runtime { .. } | Command::Pod { .. } => unreachable!("handled above, without an async runtime"),
         }
     })?;
     for line in &lines {
@@ -71,6 +86,26 @@ fn runtime(opts: kthw_runtime::bench::Options) -> anyhow::Result<ExitCode> {
         );
     }
     let lines = kthw_runtime::bench::run_runtime_bench(dir.path(), &exe, &opts, &mut |line: &str| eprintln!("{line}"))?;
+    for line in &lines {
+        println!("{line}");
+    }
+    Ok(if lines.iter().any(|l| l.ends_with("MISSED")) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `kthw bench pod`: like `kthw bench runtime`, synchronous and before any thread starts
+/// (the same private mount namespace with the cgroup mask).
+fn pod(opts: &kthw_pods::bench::Options) -> anyhow::Result<ExitCode> {
+    let base = kthw_lab::Paths::from_env().state;
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    let dir = tempfile::Builder::new().prefix("bench-").tempdir_in(&base).context("cannot create a scratch folder")?;
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "note: this kthw is a debug build, and ours pays for it (the kubelet, runtime and CNI code run \
+             unoptimised, in this process and in kthw-cni-bridge). For the book's figures: \
+             cargo build --release -p kthw -p kthw-pods --bins && target/release/kthw bench pod"
+        );
+    }
+    let lines = kthw_pods::bench::run_pod_bench(dir.path(), opts, &mut |line: &str| eprintln!("{line}"))?;
     for line in &lines {
         println!("{line}");
     }

@@ -10,6 +10,7 @@ pub fn all() -> Vec<Lab> {
         kthw_cgroups::lab::lab(),
         kthw_rootfs::lab::lab(),
         kthw_runtime::lab::lab(),
+        kthw_pods::lab::lab(),
         kthw_apiserver::lab::lab(),
         // One line per chapter, in order, e.g. `kthw_namespaces::lab::lab(),`
     ]

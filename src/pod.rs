@@ -3,12 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use kthw_lab::Paths;
 use kthw_pods::api::{Pod, Strictness};
-use kthw_pods::kubelet::{Kubelet, executor, store};
+use kthw_pods::kubelet::{Kubelet, executor, printer, store};
+use kthw_runtime::engine::log::Stream;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -24,7 +23,7 @@ pub enum Command {
         #[arg(long, hide = true)]
         supervise: bool,
     },
-    /// List the pods: name, phase, IP, ready containers, restarts
+    /// List the pods: name, ready containers, status (as kubectl get pods), restarts, IP
     Ls,
     /// Print a pod's record (the Pod with its status) as JSON
     Inspect { name: String },
@@ -44,8 +43,17 @@ pub enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Stop a pod (graceful, honouring terminationGracePeriodSeconds) and remove everything of it
-    Rm { names: Vec<String> },
+    /// Stop pods (side by side, each honouring its terminationGracePeriodSeconds) and remove everything of them
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print the pod network's CNI config and its file; with --plugins, select ours or Debian's (no pod may exist)
+    Network {
+        /// Write this network's config: `kthw` (our kthw-bridge) or `debian` (bridge + host-local + loopback from /usr/lib/cni)
+        #[arg(long, value_parser = ["kthw", "debian"])]
+        plugins: Option<String>,
+    },
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -58,21 +66,32 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("warning: {w}");
             }
             let pod = decoded.object;
-            if detach && !supervise {
-                return detached(&paths, &file, pod.name());
-            }
-            let record = kubelet.run(pod, &mut |line| println!("{line}"))?;
-            println!("pod {} {}", record.pod.name(), executor::phase(&record));
+            let name = pod.name().to_string();
+            let events = &mut |line: &str| println!("{line}");
+            let record = if detach && !supervise {
+                // How this binary is asked to be a pod's supervisor: its own argument syntax.
+                let mut supervisor = std::process::Command::new(std::env::current_exe()?);
+                supervisor.args(["pod", "run", "--supervise", "-f"]).arg(&file);
+                let record = kubelet.run_detached(&name, supervisor)?;
+                let ip = record.pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()).map(|ip| format!(" {ip}"));
+                println!("pod {name} {}{}", executor::phase(&record), ip.unwrap_or_default());
+                return Ok(ExitCode::SUCCESS);
+            } else if supervise {
+                kubelet.run(pod, events)? // its output goes to the supervisor's log
+            } else {
+                kubelet.run_attached(pod, events, &mut |stream, line| match stream {
+                    Stream::Stdout => print!("{line}"),
+                    Stream::Stderr => eprint!("{line}"),
+                })?
+            };
+            println!("pod {name} {}", executor::phase(&record));
         }
         Command::Ls => {
-            println!("{:<20} {:<10} {:<16} {:<7} RESTARTS", "NAME", "PHASE", "IP", "READY");
+            println!("{:<20} {:<7} {:<24} {:<9} IP", "NAME", "READY", "STATUS", "RESTARTS");
             for r in kubelet.list()? {
-                let status = r.pod.status.clone().unwrap_or_default();
-                let ready = status.container_statuses.iter().filter(|c| c.ready).count();
-                let restarts: i32 = status.container_statuses.iter().map(|c| c.restart_count).sum();
-                let ip = status.pod_ip.clone().unwrap_or_else(|| "-".into());
-                let ready = format!("{ready}/{}", r.pod.spec.containers.len());
-                println!("{:<20} {:<10} {:<16} {:<7} {restarts}", r.pod.name(), executor::phase(&r), ip, ready);
+                let row = printer::of_record(&r);
+                let ip = r.pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| "-".into());
+                println!("{:<20} {:<7} {:<24} {:<9} {ip}", r.pod.name(), row.ready, row.status, row.restarts);
             }
         }
         Command::Inspect { name } => {
@@ -90,50 +109,29 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let code = kubelet.exec(&name, container.as_deref(), &command)?;
             return Ok(ExitCode::from(code.clamp(0, 255) as u8));
         }
+        Command::Network { plugins } => {
+            let config = match plugins {
+                Some(p) => kthw_pods::kubelet::sandbox::select_plugins(&paths, p.parse()?)?,
+                None => kthw_pods::kubelet::sandbox::network_config(&paths)?,
+            };
+            println!("# {}: network {}, plugins {}", config.source.display(), config.name, config.types().join(", "));
+            print!("{}", std::fs::read_to_string(&config.source)?);
+        }
         Command::Rm { names } => {
-            for name in names {
-                kubelet.rm(&name)?;
-                println!("{name}");
+            let mut failed = 0;
+            for (name, done) in kubelet.rm_all(&names) {
+                match done {
+                    Ok(()) => println!("{name}"),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        failed += 1;
+                    }
+                }
+            }
+            if failed > 0 {
+                return Ok(ExitCode::FAILURE);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `pod run -d`: starts `kthw pod run --supervise` in its own process group with its
-/// output in `run/pods/<name>.log`, and waits until the pod has its IP and runs.
-fn detached(paths: &Paths, file: &std::path::Path, name: &str) -> anyhow::Result<ExitCode> {
-    use std::os::unix::process::CommandExt;
-    let logs = paths.run.join("pods");
-    std::fs::create_dir_all(&logs)?;
-    let log_path = logs.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path)?;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["pod", "run", "--supervise", "-f"])
-        .arg(file)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .context("start the pod's supervisor")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            anyhow::bail!("the pod's supervisor exited ({status}):\n{text}");
-        }
-        if let Ok(r) = store::read(paths, name) {
-            let status = r.pod.status.clone().unwrap_or_default();
-            let phase = executor::phase(&r);
-            if status.pod_ip.is_some() && phase != "Pending" {
-                println!("pod {name} {phase} {}", status.pod_ip.unwrap_or_default());
-                return Ok(ExitCode::SUCCESS);
-            }
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("pod {name} did not start within 60 s; see {}", log_path.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -46,7 +46,7 @@ timed host-deps "$HERE/box/host-deps.sh"
 if [ -z "${KTHW_BIN:-}" ]; then
   REPO=$(cd "$HERE/.." && pwd)
   TARGET=${CARGO_TARGET_DIR:-$REPO/target}
-  timed "build kthw" bash -c "cd '$REPO' && CARGO_TARGET_DIR='$TARGET' cargo build -q -p kthw"
+  timed "build kthw" bash -c "cd '$REPO' && CARGO_TARGET_DIR='$TARGET' cargo build -q -p kthw -p kthw-pods --bins"
   export KTHW_BIN=$TARGET/debug/kthw
 fi
 

@@ -315,11 +315,12 @@ pub fn write_bundle(dir: &Path) -> Result<()> {
 }
 
 /// A small xorshift generator: enough to shuffle the order of the runtimes, and no
-/// dependency for it.
-struct Shuffle(u64);
+/// dependency for it. Public for chapter 5's `kthw bench pod`, which interleaves the same way.
+pub struct Shuffle(u64);
 
 impl Shuffle {
-    fn seeded() -> Shuffle {
+    /// Seeded from the clock and our pid: a new order every run.
+    pub fn seeded() -> Shuffle {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos());
         Shuffle((nanos as u64 ^ u64::from(std::process::id())) | 1)
     }
@@ -332,7 +333,7 @@ impl Shuffle {
     }
 
     /// Fisher–Yates.
-    fn shuffle<T>(&mut self, items: &mut [T]) {
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
             let j = (self.next() % (i as u64 + 1)) as usize;
             items.swap(i, j);

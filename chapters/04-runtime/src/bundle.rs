@@ -174,12 +174,8 @@ pub fn check(spec: &Spec) -> Result<()> {
         match kind {
             Namespace::User => return Err(unsupported("linux.namespaces: user")),
             Namespace::Time => return Err(unsupported("linux.namespaces: time")),
-            Namespace::Pid if ns.path().is_some() => {
-                return Err(bad(
-                    "linux.namespaces: pid with a path",
-                    "joining another container's pid namespace is not supported; drop the path for a new one",
-                ));
-            }
+            // A pid namespace with a path is joined too, but by `create` before the clone
+            // rather than by the init: see lifecycle.rs.
             _ => {}
         }
         if let Some(path) = ns.path()
@@ -251,5 +247,23 @@ mod tests {
         let err =
             spec_with(|j| j["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"})).unwrap_err();
         assert!(err.to_string().contains("linux.seccomp"), "{err}");
+    }
+
+    // A pid namespace is joined by path like any other kind; a path that is not there is named.
+    #[test]
+    fn a_pid_namespace_can_be_joined_by_path() {
+        let with_pid = |path: &str| {
+            let path = path.to_string();
+            spec_with(move |j| {
+                for ns in j["linux"]["namespaces"].as_array_mut().unwrap() {
+                    if ns["type"] == "pid" {
+                        ns["path"] = serde_json::json!(path);
+                    }
+                }
+            })
+        };
+        with_pid("/proc/self/ns/pid").unwrap();
+        let err = with_pid("/proc/no-such-process/ns/pid").unwrap_err();
+        assert!(err.to_string().contains("linux.namespaces: pid"), "{err}");
     }
 }

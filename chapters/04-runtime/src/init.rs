@@ -5,10 +5,12 @@
 //! namespace, then `runc init` (Go, `libcontainer/init_linux.go` and
 //! `standard_init_linux.go`) sets up the root filesystem, the host name, the process's
 //! security, and finally blocks on `exec.fifo` until `runc start`. Ours is one function
-//! run in the child of a single `clone`, which already created the new namespaces:
+//! run in the child of a single `clone`, which already created the new namespaces (and
+//! put it into a joined pid namespace, if the spec names one: `create` does that, see
+//! lifecycle.rs; the init is then not PID 1 there):
 //!
 //! ```text
-//! clone(CLONE_NEW...)  ── the init, pid 1 in its pid namespace ──────────────────────
+//! clone(CLONE_NEW...)  ── the init, pid 1 in its new pid namespace ──────────────────
 //!   setsid; stdio; join the cgroup (write 0 to cgroup.procs); setns(path) for joins
 //!   unshare(cgroup ns); oom_score_adj; lo up
 //!   mounts … pivot_root … readonly and masked paths        (mounts.rs)
@@ -117,7 +119,8 @@ pub struct Plan {
     pub stdio: [Option<RawFd>; 3],
     /// `cgroup.procs` of each hierarchy, open for writing.
     pub cgroup_procs: Vec<RawFd>,
-    /// Namespaces to join: (open namespace file, CLONE_NEW* type).
+    /// Namespaces to join: (open namespace file, CLONE_NEW* type); never pid, which
+    /// `create` joins for us before the clone.
     pub joins: Vec<(RawFd, libc::c_int)>,
     pub unshare_cgroup: bool,
     pub oom_score_adj: Option<CString>,

@@ -11,7 +11,7 @@
 //! `exec.fifo`. Opening a FIFO for writing blocks until someone opens it for reading:
 //!
 //! ```text
-//! kthw runtime create                     init (pid 1 inside)               kthw runtime start
+//! kthw runtime create                     init (pid 1 inside, usually)      kthw runtime start
 //! ───────────────────                     ───────────────────               ──────────────────
 //! mkfifo exec.fifo; cgroup; clone ──────▶ setup … report "ready"
 //! ◀── "ready" on the report pipe          open(exec.fifo, O_WRONLY) blocks
@@ -27,11 +27,24 @@
 //! Afterwards, the state on disk is all that links the commands; the status is derived
 //! from the running system each time ([`crate::state`]).
 //!
+//! A spec may also *join* an existing pid namespace (`{"type": "pid", "path":
+//! "/proc/PID/ns/pid"}`: a pod with `shareProcessNamespace`, chapter 5). `setns` into a
+//! pid namespace moves only the caller's future children, so it must happen before the
+//! clone, not in the init: `create` enters it in the calling thread, clones without
+//! `CLONE_NEWPID`, and returns the thread at once (`ChildrenInPidNamespace`). The init is
+//! then not PID 1 of its namespace, and nothing here needs it to be: every pid we keep
+//! and signal is the host's, and `delete` kills whatever is left in the cgroup, which a
+//! dying PID 1 would otherwise have taken care of.
+//!
 //! What runc does differently: it takes a lock per container, runs OCI hooks between the
 //! steps, supports `pause`/`resume` (the freezer), `exec` (a new process in a running
 //! container), `update`, `checkpoint`/`restore` (CRIU), `ps` and `events`; its
 //! `--systemd-cgroup` asks systemd for the cgroup. It waits on the FIFO from a goroutine;
-//! we wait on the FIFO and on a pidfd of the init at once with `poll`.
+//! we wait on the FIFO and on a pidfd of the init at once with `poll`. It joins a pid
+//! namespace in a throw-away middle process (nsexec's stage 1 setns'es into every
+//! namespace, then forks the init, stage 2, with `CLONE_PARENT`), so no thread of a
+//! long-lived process ever changes its namespaces; we avoid that extra process and keep
+//! the init a direct child of one `clone`, at the price of setting our thread back.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -144,15 +157,20 @@ impl Runtime {
         // It cannot run the user's program before we are done: that needs `start`.
         let init_joins = bundle::has_new_cgroup_namespace(&bundle.spec);
         let child_procs: &[std::fs::File] = if init_joins { &procs } else { &[] };
-        let (mut plan, flags, keep) = prepare(&bundle, security, &cgroup, &opts, &fifo, child_procs)?;
+        let (mut plan, flags, keep, pid_ns) = prepare(&bundle, security, &cgroup, &opts, &fifo, child_procs)?;
         let (report_rd, report_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::sys("pipe2"))?;
         plan.err_wr = report_wr.as_raw_fd();
         plan.close = vec![report_rd.as_raw_fd()];
         let mut stack = vec![0u8; 512 * 1024];
+        // A pid namespace to join is entered by this thread, for the child only (see
+        // `ChildrenInPidNamespace`); dropping the guard right after the clone undoes it.
+        let in_pid_ns = pid_ns.as_ref().map(|(fd, path)| ChildrenInPidNamespace::enter(fd, path)).transpose()?;
         // SAFETY: without CLONE_VM the child gets a copy of our memory, like fork; the
         // callback only makes system calls and never returns.
-        let pid = unsafe { nix::sched::clone(Box::new(|| init::run(&plan)), &mut stack, flags, Some(libc::SIGCHLD)) }
-            .map_err(Error::sys(format!("clone with {flags:?}")))?;
+        let cloned =
+            unsafe { nix::sched::clone(Box::new(|| init::run(&plan)), &mut stack, flags, Some(libc::SIGCHLD)) };
+        drop(in_pid_ns);
+        let pid = cloned.map_err(|errno| clone_error(flags, pid_ns.as_ref().map(|(_, path)| path.as_path()), errno))?;
         undo.pid = Some(pid);
         if !init_joins {
             for (file, dir) in procs.iter().zip(cgroup.dirs()) {
@@ -291,7 +309,7 @@ impl Runtime {
             Status::Running | Status::Creating if !force => {
                 return Err(wrong_state(&current, "stop it first, or delete it with --force (SIGKILL)"));
             }
-            _ => kill_and_wait(current.pid)?,
+            _ => kill_and_wait(id, current.pid)?,
         }
         let layout = CgroupLayout::detect()?;
         match Cgroup::open(&layout, &record.cgroup) {
@@ -398,6 +416,69 @@ impl Drop for Undo {
     }
 }
 
+/// This thread, set up so that its next child is born in another pid namespace.
+///
+/// `setns(fd, CLONE_NEWPID)` does not move the caller: it changes only the namespace in
+/// which the calling *thread's* future children are born (its `pid_for_children`), and
+/// the kernel allows it in a process with many threads, if the target is our own pid
+/// namespace or one below it. So `create` enters the container's pid namespace this way,
+/// clones the init without `CLONE_NEWPID`, and then drops this guard, which sets the
+/// thread back to where it was. The init never setns'es into its pid namespace itself:
+/// it would only move the init's children, not the init.
+struct ChildrenInPidNamespace {
+    /// `/proc/thread-self/ns/pid_for_children` before: where [`Drop`] returns to.
+    home: OwnedFd,
+}
+
+impl ChildrenInPidNamespace {
+    fn enter(target: &OwnedFd, path: &Path) -> Result<ChildrenInPidNamespace> {
+        let home = open(Path::new("/proc/thread-self/ns/pid_for_children"), libc::O_RDONLY | libc::O_CLOEXEC)?;
+        // SAFETY: setns(2) on a namespace file we opened; it changes only this thread.
+        if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+            let errno = Errno::last();
+            let hint = match errno {
+                Errno::EINVAL => "; it is not a pid namespace, or not one below ours (kthw's own pid namespace)",
+                _ => "",
+            };
+            return Err(Error::bad(
+                "config.json: linux.namespaces: pid",
+                format!("cannot join {} (setns): {errno}{hint}", path.display()),
+            ));
+        }
+        Ok(ChildrenInPidNamespace { home })
+    }
+}
+
+impl Drop for ChildrenInPidNamespace {
+    fn drop(&mut self) {
+        // SAFETY: setns(2) back into the namespace this thread's children were born in.
+        if unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+            // Joining the namespace we came from is always allowed, so this should never
+            // happen. If it did, every later child of this thread (a CNI plugin, `ip`, the
+            // next container) would be born inside the container: stop rather than that.
+            let errno = Errno::last();
+            eprintln!("kthw runtime: cannot return to our own pid namespace after clone: {errno}; aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// A failed `clone`, with a hint for the one cause that is ours to explain.
+fn clone_error(flags: nix::sched::CloneFlags, pid_ns: Option<&Path>, errno: Errno) -> Error {
+    match pid_ns {
+        // The kernel refuses new members once a pid namespace's PID 1 has exited.
+        Some(path) if errno == Errno::ENOMEM => Error::bad(
+            "config.json: linux.namespaces: pid",
+            format!(
+                "cannot clone into {}: {errno}; the PID 1 of that namespace has exited, and a pid namespace \
+                 without its PID 1 takes no new processes: start the container that holds it again",
+                path.display()
+            ),
+        ),
+        _ => Error::sys(format!("clone with {flags:?}"))(errno),
+    }
+}
+
 fn open(path: &Path, flags: libc::c_int) -> Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::bad("path", "it contains a NUL byte"))?;
     // SAFETY: open(2) on a C string; the descriptor is ours.
@@ -430,8 +511,12 @@ fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// SIGKILL, then wait for the process to exit (not to be reaped: that is its parent's job).
-fn kill_and_wait(pid: i32) -> Result<()> {
+/// How long `delete` waits for a SIGKILLed init to exit (runc waits 10 s too).
+const KILL_TIMEOUT_MS: libc::c_int = 10_000;
+
+/// SIGKILL, then wait for the process to exit (not to be reaped: that is its parent's job),
+/// for at most [`KILL_TIMEOUT_MS`].
+fn kill_and_wait(id: &str, pid: i32) -> Result<()> {
     let pidfd = match pidfd_open(pid) {
         Ok(fd) => fd,
         Err(Errno::ESRCH) => return Ok(()),
@@ -439,9 +524,29 @@ fn kill_and_wait(pid: i32) -> Result<()> {
     };
     let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
     let mut fds = [libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-    // SAFETY: poll on a descriptor we own; a pidfd becomes readable when the process exits.
-    while unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) } < 0 && Errno::last() == Errno::EINTR {}
-    Ok(())
+    let ready = loop {
+        // SAFETY: poll on a descriptor we own; a pidfd becomes readable when the process exits.
+        match unsafe { libc::poll(fds.as_mut_ptr(), 1, KILL_TIMEOUT_MS) } {
+            n if n >= 0 => break n > 0,
+            _ if Errno::last() == Errno::EINTR => continue,
+            _ => return Err(Error::sys(format!("poll the pidfd of {pid}"))(Errno::last())),
+        }
+    };
+    if ready {
+        return Ok(());
+    }
+    // The usual cause: PID 1 of a pid namespace finishes exiting only once every other
+    // process of that namespace has been reaped, and a container that joined the
+    // namespace (and exited) waits for *its* parent, maybe our own caller, to reap it.
+    Err(Error::WrongState {
+        id: id.into(),
+        status: "still running".into(),
+        why: format!(
+            "its init (pid {pid}) did not exit within {} s of SIGKILL; if containers joined its pid namespace, \
+             their parent must reap them (waitpid) first: a pid namespace's PID 1 exits last",
+            KILL_TIMEOUT_MS / 1000
+        ),
+    })
 }
 
 /// Waits for our child `pid` and returns its status as a shell reports it.
@@ -564,8 +669,12 @@ fn init_error_named(id: &str, what: &[String], program: &str, step: Step, item: 
     Error::Init { id: id.into(), step: step_text, errno, hint }
 }
 
-/// Everything the init needs, and the namespaces `clone` must create. The descriptors it
-/// refers to are in the returned `Vec<OwnedFd>`, which must live until after `clone`.
+/// The pid namespace to join: its open file, and its path for messages.
+type PidNamespace = (OwnedFd, PathBuf);
+
+/// Everything the init needs, the namespaces `clone` must create, and the pid namespace
+/// to clone into, if one is joined. The descriptors the plan refers to are in the
+/// returned `Vec<OwnedFd>`, which must live until after `clone`.
 fn prepare(
     bundle: &Bundle,
     security: Security,
@@ -573,7 +682,7 @@ fn prepare(
     opts: &CreateOptions,
     fifo: &OwnedFd,
     procs: &[std::fs::File],
-) -> Result<(Plan, nix::sched::CloneFlags, Vec<OwnedFd>)> {
+) -> Result<(Plan, nix::sched::CloneFlags, Vec<OwnedFd>, Option<PidNamespace>)> {
     let spec = &bundle.spec;
     let process = spec.process().as_ref().ok_or_else(|| Error::bad("config.json: process", "it is missing"))?;
     let linux = spec.linux().as_ref();
@@ -585,9 +694,14 @@ fn prepare(
     let mut joins = Vec::new();
     let mut new = Vec::new();
     let mut unshare_cgroup = false;
+    let mut pid_ns = None;
     for ns in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
         let kind = bundle::namespace_kind(ns.typ());
         match ns.path() {
+            // Joined by `create` around the clone, not by the init: see ChildrenInPidNamespace.
+            Some(path) if kind == Namespace::Pid => {
+                pid_ns = Some((open(path, libc::O_RDONLY | libc::O_CLOEXEC)?, path.clone()));
+            }
             Some(path) => {
                 let fd = open(path, libc::O_RDONLY | libc::O_CLOEXEC)?;
                 joins.push((fd.as_raw_fd(), kind.clone_flag().bits()));
@@ -675,7 +789,7 @@ fn prepare(
         fifo_reopen: c(&format!("/proc/self/fd/{}", fifo.as_raw_fd()), "exec.fifo")?,
     };
     plan.pointers();
-    Ok((plan, flags, keep))
+    Ok((plan, flags, keep, pid_ns))
 }
 
 #[cfg(test)]

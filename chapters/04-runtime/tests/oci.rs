@@ -353,3 +353,64 @@ fn spec_json_round_trips() {
     assert_eq!(back, spec);
     kthw_runtime::bundle::check(&back).unwrap();
 }
+
+// A container whose spec joins another's pid namespace by path runs inside it: it sees
+// the first container's init as PID 1 and is not PID 1 itself, what it leaves behind is
+// killed by delete, our thread is back in its own pid namespace, and both delete clean.
+#[test]
+fn a_container_joins_another_pid_namespace_by_path() {
+    require!(Need::Root);
+    let lab = Lab::new();
+    let ns = |pid: &str, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    let bundle_a = lab.bundle("a", &["sleep", "1000"], |_| {});
+    let (opts, _, _) = lab.stdio("a");
+    let a = lab.rt.create("a", &bundle_a, opts).unwrap();
+    lab.rt.start("a").unwrap();
+    let joined = json!({"type": "pid", "path": format!("/proc/{}/ns/pid", a.pid)});
+    let join_a = |s: &mut Value| {
+        for entry in s["linux"]["namespaces"].as_array_mut().unwrap() {
+            if entry["type"] == "pid" {
+                *entry = joined.clone();
+            }
+        }
+    };
+    // B leaves a `sleep` behind in the background: with a pid namespace of its own it would
+    // die with B's init; here only delete's sweep of the cgroup can kill it.
+    let script = "echo $$; cat /proc/1/comm; ls /proc | grep -c '^[0-9]'; sleep 1000 & echo started; exec sleep 999";
+    let bundle_b = lab.bundle("b", &["sh", "-c", script], join_a);
+    let (opts, out, err) = lab.stdio("b");
+    let b = lab.rt.create("b", &bundle_b, opts).unwrap();
+    assert_eq!(ns(&b.pid.to_string(), "pid"), ns(&a.pid.to_string(), "pid"), "B's init is in A's pid namespace");
+    assert_ne!(ns(&b.pid.to_string(), "mnt"), ns(&a.pid.to_string(), "mnt"), "but has its own files");
+    assert_eq!(ns("thread-self", "pid_for_children"), ns("self", "pid"), "create gave our thread back");
+    assert_eq!(lab.rt.state("b").unwrap().status, Status::Created);
+    lab.rt.start("b").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(&out).unwrap().contains("started") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(lines.len(), 4, "stdout: {text:?}, stderr: {stderr}");
+    assert_ne!(lines[0], "1", "B's init is not PID 1 of the namespace it joined");
+    assert_eq!(lines[1], "sleep", "PID 1 there is A's init");
+    assert!(lines[2].parse::<u32>().unwrap() >= 2, "its /proc shows A's and B's processes: {text:?}");
+    assert_eq!(lab.rt.state("b").unwrap().status, Status::Running);
+    let layout = CgroupLayout::detect().unwrap();
+    let b_cgroup = Cgroup::open(&layout, &lab.cgroup_path("b")).unwrap();
+    assert_eq!(b_cgroup.procs().len(), 2, "B's init and the sleep it started");
+    // A failed create (no such program) gives our thread back too, and leaves nothing.
+    let bundle_bad = lab.bundle("bad", &["no-such-program"], join_a);
+    let e = lab.rt.create("bad", &bundle_bad, CreateOptions::default()).expect_err("no such program");
+    assert!(e.to_string().contains("no-such-program"), "{e}");
+    assert_eq!(ns("thread-self", "pid_for_children"), ns("self", "pid"), "a failed create gave our thread back");
+    lab.rt.kill("b", Signal::SIGKILL).unwrap();
+    assert_eq!(reap(b.pid), 128 + 9);
+    lab.rt.delete("b", false).unwrap();
+    assert!(matches!(lab.rt.state("b"), Err(Error::NoSuchContainer(_))));
+    lab.rt.delete("a", true).unwrap();
+    assert_eq!(reap(a.pid), 128 + 9);
+    assert!(lab.rt.list().unwrap().is_empty(), "no state is left");
+    assert!(lab.leftover_cgroups().is_empty(), "left: {:?}", lab.leftover_cgroups());
+}

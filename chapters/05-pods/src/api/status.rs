@@ -134,6 +134,18 @@ pub struct ContainerState {
     pub terminated: Option<StateTerminated>,
 }
 
+impl ContainerState {
+    /// `{waiting: {reason, message}}`.
+    pub fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+        ContainerState { waiting: Some(StateWaiting { reason: Some(reason.into()), message }), ..Default::default() }
+    }
+
+    /// `{terminated: {...}}`.
+    pub fn terminated(terminated: StateTerminated) -> ContainerState {
+        ContainerState { terminated: Some(terminated), ..Default::default() }
+    }
+}
+
 /// Not running yet or again: `ContainerCreating`, `CrashLoopBackOff`, `ErrImagePull`, ...
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateWaiting {
@@ -168,4 +180,40 @@ pub struct StateTerminated {
     pub finished_at: Option<String>,
     #[serde(default, rename = "containerID", skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+}
+
+impl StateTerminated {
+    /// The reason the kubelet gives an exit (from what the runtime reports):
+    /// `OOMKilled` when the OOM killer ended it, else `Completed` for code 0 and `Error`.
+    pub fn reason_for(exit_code: i32, oom_killed: bool) -> &'static str {
+        match (oom_killed, exit_code) {
+            (true, _) => "OOMKilled",
+            (false, 0) => "Completed",
+            (false, _) => "Error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // An OOM kill wins over the exit code (137 from SIGKILL); otherwise 0 is Completed.
+    #[test]
+    fn terminated_reasons() {
+        assert_eq!(StateTerminated::reason_for(0, false), "Completed");
+        assert_eq!(StateTerminated::reason_for(3, false), "Error");
+        assert_eq!(StateTerminated::reason_for(137, true), "OOMKilled");
+    }
+
+    // A state with one of its three set serialises as Kubernetes writes it.
+    #[test]
+    fn states_serialise_with_one_key() {
+        let waiting = ContainerState::waiting("CrashLoopBackOff", Some("back-off 10s".into()));
+        assert_eq!(
+            serde_json::to_string(&waiting).unwrap(),
+            r#"{"waiting":{"reason":"CrashLoopBackOff","message":"back-off 10s"}}"#
+        );
+        assert_eq!(serde_json::to_string(&ContainerState::default()).unwrap(), "{}");
+    }
 }

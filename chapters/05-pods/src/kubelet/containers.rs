@@ -37,7 +37,7 @@ use kthw_runtime::engine::log::{self, LineSplitter, Stream};
 use kthw_runtime::lifecycle::CreateOptions;
 use serde_json::{Value, json};
 
-use super::{cgroups, store};
+use super::{Kubelet, cgroups, store};
 use crate::api::{Container, Pod};
 use crate::{Error, Result};
 
@@ -70,6 +70,13 @@ pub fn namespaces(join: Join) -> Value {
     Value::Array(list)
 }
 // ANCHOR_END: join_sandbox
+
+/// The sandbox's namespaces: all new. The pid namespace is new even when the pod shares
+/// one, because then pause must be its PID 1: the process that reaps the zombies that
+/// the containers' orphans become, as the kubelet arranges it.
+pub fn sandbox_namespaces() -> Value {
+    json!([{ "type": "pid" }, { "type": "network" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }])
+}
 
 /// The process arguments, by Kubernetes' rules over the image's Entrypoint and Cmd.
 pub fn command(entrypoint: &[String], cmd: &[String], container: &Container) -> Vec<String> {
@@ -198,8 +205,12 @@ pub fn create(req: &Request) -> Result<Started> {
                 obj.remove("hostname"); // the pod's UTS namespace has it already
             }
         }
-        (None, Some(hostname)) => spec["hostname"] = json!(hostname),
-        (None, None) => {}
+        (None, hostname) => {
+            spec["linux"]["namespaces"] = sandbox_namespaces();
+            if let Some(hostname) = hostname {
+                spec["hostname"] = json!(hostname);
+            }
+        }
     }
     if let Some(mounts) = spec["mounts"].as_array_mut() {
         mounts.extend(req.mounts.iter().cloned());
@@ -223,6 +234,34 @@ pub fn create(req: &Request) -> Result<Started> {
     Ok(Started { pid: state.pid, output: Output { pipes, log } })
 }
 // ANCHOR_END: create_container
+
+/// Creates (does not start) app or init container `container` of `pod`, joined to
+/// the sandbox whose pause process is `pause_pid`. The executor and `kthw bench pod`
+/// both start containers through this.
+///
+/// # Errors
+/// As [`create`], or the container's folder cannot be made.
+pub fn create_in_sandbox(kubelet: &Kubelet, pod: &Pod, container: &Container, pause_pid: i32) -> Result<Started> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let dir = store::container_dir(&kubelet.paths, pod.name(), &container.name);
+    std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+    create(&Request {
+        paths: &kubelet.paths,
+        store: &kubelet.store,
+        runtime: &kubelet.runtime,
+        pod,
+        uid: &uid,
+        id: id(pod.name(), &container.name),
+        dir,
+        image: container.image.as_deref().unwrap_or_default(),
+        container: Some(container),
+        join: Some(Join { pause_pid, share_pid: pod.spec.share_process_namespace == Some(true) }),
+        hostname: None,
+        resources: resources(container),
+        mounts: mounts(&kubelet.paths, pod, container)?,
+        user: None,
+    })
+}
 
 /// A pipe whose read end does not block.
 fn pipe() -> Result<(File, OwnedFd)> {
@@ -289,4 +328,28 @@ pub fn resources(container: &Container) -> Value {
         out.insert("cpu".into(), json!({ "quota": q.quota_us, "period": q.period_us }));
     }
     if out.is_empty() { Value::Null } else { Value::Object(out) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid_entry(list: &Value) -> Value {
+        list.as_array().unwrap().iter().find(|ns| ns["type"] == "pid").cloned().unwrap()
+    }
+
+    // The sandbox makes a new pid namespace, always; a container joins pause's pid
+    // namespace only with shareProcessNamespace, and its net, ipc and uts always.
+    #[test]
+    fn the_pid_namespace_is_shared_only_when_asked() {
+        assert_eq!(pid_entry(&sandbox_namespaces()), json!({ "type": "pid" }));
+        let own = namespaces(Join { pause_pid: 42, share_pid: false });
+        assert_eq!(pid_entry(&own), json!({ "type": "pid" }));
+        let shared = namespaces(Join { pause_pid: 42, share_pid: true });
+        assert_eq!(pid_entry(&shared), json!({ "type": "pid", "path": "/proc/42/ns/pid" }));
+        for kind in ["network", "ipc", "uts"] {
+            let entry = shared.as_array().unwrap().iter().find(|ns| ns["type"] == kind).cloned().unwrap();
+            assert!(entry["path"].as_str().unwrap().starts_with("/proc/42/ns/"), "{entry}");
+        }
+    }
 }

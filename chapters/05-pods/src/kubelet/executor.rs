@@ -25,13 +25,11 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::containers::{self, Join, Output, Request};
+use super::containers::{self, Output};
 use super::probe::{self, Kind, Target, Worker};
-use super::store::{self, ContainerRecord, PodRecord, SandboxRecord};
+use super::store::{self, ContainerRecord, Finished, PodRecord, SandboxRecord};
 use super::{Kubelet, cgroups, sandbox};
-use crate::api::{
-    ContainerState, ContainerStatus, Pod, PodIp, PodPhase, PodStatus, StateRunning, StateTerminated, StateWaiting,
-};
+use crate::api::{ContainerState, ContainerStatus, Pod, PodIp, PodPhase, PodStatus, StateRunning, StateTerminated};
 use crate::sync::{self, ObservedContainer, ProbeResult, RunState};
 use crate::{Error, Result};
 
@@ -76,6 +74,7 @@ pub fn run(kubelet: &Kubelet, mut pod: Pod, events: &mut dyn FnMut(&str)) -> Res
     pod.apply_defaults();
     let name = pod.name().to_string();
     let dir = store::dir(&kubelet.paths, &name);
+    store::ensure_absent(&kubelet.paths, &name)?;
     std::fs::create_dir_all(kubelet.paths.pods()).map_err(Error::io("create", kubelet.paths.pods()))?;
     match std::fs::create_dir(&dir) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -108,7 +107,7 @@ fn sync_loop(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, events:
         for output in live.outputs.values_mut() {
             output.pump();
         }
-        reap(record, live, events);
+        reap(kubelet, record, live, events);
         if stop_requested() {
             events("stopping: signal received");
             return Ok(());
@@ -126,7 +125,7 @@ fn sync_loop(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, events:
         if actions.kill_pod {
             kill_all(kubelet, record, live, events);
             if actions.create_sandbox.is_none() {
-                set_status(record, &decision);
+                set_status(record, &decision, now);
                 events(&format!("pod {} is {:?}", record.pod.name(), decision.phase));
                 return Ok(());
             }
@@ -149,7 +148,7 @@ fn sync_loop(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, events:
                 events(&format!("started container {}", start.container));
             }
         }
-        set_status(record, &decision);
+        set_status(record, &decision, now);
         let text = serde_json::to_string(record).unwrap_or_default();
         if text != last_written {
             store::write(&kubelet.paths, record)?;
@@ -167,6 +166,9 @@ fn empty(pod: &str, container: &str) -> ContainerRecord {
         restart_count: 0,
         started_at: None,
         exit: None,
+        oom_killed: false,
+        previous: None,
+        image_id: None,
         back_off: None,
     }
 }
@@ -228,7 +230,8 @@ fn run_probes(record: &PodRecord, live: &mut Live, events: &mut dyn FnMut(&str))
 }
 
 /// Collects the exit status of every child that exited: containers and the pause.
-fn reap(record: &mut PodRecord, live: &mut Live, events: &mut dyn FnMut(&str)) {
+fn reap(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, events: &mut dyn FnMut(&str)) {
+    let uid = record.pod.metadata.uid.clone().unwrap_or_default();
     // Only our own pids, never `waitpid(-1)`: the caller may have other children.
     let exited = |pid: i32| match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
         Ok(WaitStatus::Exited(_, code)) => Some(code),
@@ -246,11 +249,21 @@ fn reap(record: &mut PodRecord, live: &mut Live, events: &mut dyn FnMut(&str)) {
         let Some(code) = c.pid.and_then(exited) else { continue };
         c.pid = None;
         c.exit = Some((code, SystemTime::now()));
+        c.oom_killed = oom_killed(&kubelet.paths, &uid, &c.id);
         if let Some(output) = live.outputs.remove(name) {
             output.finish();
         }
-        events(&format!("container {name} exited with {code}"));
+        let oom = if c.oom_killed { " (OOM killed)" } else { "" };
+        events(&format!("container {name} exited with {code}{oom}"));
     }
+}
+
+/// Whether the OOM killer struck in container `id`: chapter 2's `oom_kill` count of its
+/// cgroup, read before the runtime deletes the cgroup (each instance gets a fresh one).
+fn oom_killed(paths: &kthw_lab::Paths, uid: &str, id: &str) -> bool {
+    let Ok(layout) = kthw_lab::host::CgroupLayout::detect() else { return false };
+    let cgroup = kthw_cgroups::Cgroup::open(&layout, &cgroups::container_path(paths, uid, id));
+    cgroup.ok().and_then(|c| c.oom_kills()).is_some_and(|n| n > 0)
 }
 
 fn start_sandbox(
@@ -281,34 +294,19 @@ fn start_container(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, n
     let container =
         pod.spec.all_containers().find(|c| c.name == name).ok_or_else(|| Error::bad(name, "no such container"))?;
     let sandbox = record.sandbox.as_ref().ok_or_else(|| Error::bad(name, "the pod has no sandbox"))?;
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let dir = store::container_dir(&kubelet.paths, pod.name(), name);
-    std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
-    let req = Request {
-        paths: &kubelet.paths,
-        store: &kubelet.store,
-        runtime: &kubelet.runtime,
-        pod,
-        uid: &uid,
-        id: containers::id(pod.name(), name),
-        dir,
-        image: container.image.as_deref().unwrap_or_default(),
-        container: Some(container),
-        join: Some(Join { pause_pid: sandbox.pid, share_pid: pod.spec.share_process_namespace == Some(true) }),
-        hostname: None,
-        resources: containers::resources(container),
-        mounts: containers::mounts(&kubelet.paths, pod, container)?,
-        user: None,
-    };
-    let started = containers::create(&req)?;
-    kubelet.runtime.start(&req.id)?;
+    let started = containers::create_in_sandbox(kubelet, pod, container, sandbox.pid)?;
+    kubelet.runtime.start(&containers::id(pod.name(), name))?;
+    let image_id = container.image.as_deref().and_then(|image| kubelet.store.image(image).ok()).map(|i| i.id());
     let entry = record.containers.entry(name.to_string()).or_insert_with(|| empty(pod.name(), name));
     if entry.started_at.is_some() {
         entry.restart_count += 1;
+        entry.previous = entry.finished(); // the status's lastState
     }
     entry.pid = Some(started.pid);
     entry.started_at = Some(SystemTime::now());
     entry.exit = None;
+    entry.oom_killed = false;
+    entry.image_id = image_id;
     live.outputs.insert(name.to_string(), started.output);
     Ok(())
 }
@@ -381,47 +379,70 @@ fn teardown(kubelet: &Kubelet, record: &mut PodRecord, live: &mut Live, events: 
 }
 
 /// Writes the decision's phase and conditions and the containers' states into the
-/// pod's status, as the kubelet reports it to the API server.
-fn set_status(record: &mut PodRecord, decision: &sync::Decision) {
+/// pod's status, as the kubelet reports it to the API server (its
+/// `generateAPIPodStatus`): each container is waiting, running or terminated, with the
+/// instance before it as `lastState`.
+fn set_status(record: &mut PodRecord, decision: &sync::Decision, now: SystemTime) {
     let pod = &record.pod;
+    // Not started yet: the kubelet's default reason, which says what the pod waits for.
+    let not_started = if pod.spec.init_containers.is_empty() { "ContainerCreating" } else { "PodInitializing" };
     let status_of = |c: &crate::api::Container| {
         let r = record.containers.get(&c.name);
-        let mut state = ContainerState::default();
-        match r {
-            Some(r) if r.pid.is_some() => {
-                state.running = Some(StateRunning { started_at: r.started_at.map(rfc3339) });
+        let back_off = decision.waits.iter().find(|w| w.container == c.name);
+        let finished = r.and_then(|r| r.finished());
+        let (state, last) = match (r, finished, back_off) {
+            (Some(r), _, _) if r.pid.is_some() => {
+                let running = StateRunning { started_at: r.started_at.map(rfc3339) };
+                (ContainerState { running: Some(running), ..Default::default() }, r.previous)
             }
-            Some(ContainerRecord { exit: Some((code, at)), .. }) => {
-                let waiting = decision.waits.iter().any(|w| w.container == c.name);
-                let terminated = StateTerminated {
-                    exit_code: *code,
-                    reason: Some(if *code == 0 { "Completed" } else { "Error" }.into()),
-                    finished_at: Some(rfc3339(*at)),
-                    ..Default::default()
-                };
-                if waiting {
-                    state.waiting = Some(StateWaiting { reason: Some("CrashLoopBackOff".into()), message: None });
-                } else {
-                    state.terminated = Some(terminated);
-                }
+            (Some(_), Some(exit), Some(wait)) => {
+                let message = format!(
+                    "back-off {} restarting failed container={} pod={}_{}({})",
+                    go_duration(wait.delay),
+                    c.name,
+                    pod.name(),
+                    pod.metadata.namespace.as_deref().unwrap_or("default"),
+                    pod.metadata.uid.as_deref().unwrap_or_default(),
+                );
+                (ContainerState::waiting("CrashLoopBackOff", Some(message)), Some(exit))
             }
-            _ => state.waiting = Some(StateWaiting { reason: Some("PodInitializing".into()), message: None }),
-        }
-        let ready = decision.readiness.iter().any(|x| x.container == c.name && x.ready);
+            (Some(r), Some(exit), None) => (terminated(exit, &r.id), r.previous),
+            _ => (ContainerState::waiting(not_started, None), None),
+        };
+        let last_state = match (r, last) {
+            (Some(r), Some(last)) => terminated(last, &r.id),
+            _ => ContainerState::default(),
+        };
+        let readiness = decision.readiness.iter().find(|x| x.container == c.name);
+        let running = state.running.is_some();
         ContainerStatus {
             name: c.name.clone(),
             state,
-            ready,
+            last_state,
+            ready: readiness.is_some_and(|x| x.ready),
+            // App containers: past the startup probe; init containers: running.
+            started: Some(readiness.map_or(running, |x| x.started)),
             restart_count: r.map(|r| r.restart_count as i32).unwrap_or(0),
             image: c.image.clone().unwrap_or_default(),
+            image_id: r.and_then(|r| r.image_id.clone()).unwrap_or_default(),
             container_id: r.map(|r| format!("kthw://{}", r.id)),
-            ..Default::default()
         }
     };
+    // A condition keeps the time it last changed; a changed one gets `now`.
+    let old = pod.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let conditions = decision
+        .conditions
+        .iter()
+        .map(|c| {
+            let same = old.iter().find(|o| o.kind == c.kind && o.status == c.status);
+            let since = same.and_then(|o| o.last_transition_time.clone()).unwrap_or_else(|| rfc3339(now));
+            crate::api::PodCondition { last_transition_time: Some(since), ..c.clone() }
+        })
+        .collect();
     let ip = record.sandbox.as_ref().filter(|s| s.running).and_then(|s| s.ip.clone());
     let status = PodStatus {
         phase: Some(decision.phase),
-        conditions: decision.conditions.clone(),
+        conditions,
         pod_ip: ip.clone(),
         pod_ips: ip.map(|ip| vec![PodIp { ip }]).unwrap_or_default(),
         start_time: pod.metadata.creation_timestamp.clone(),
@@ -432,6 +453,38 @@ fn set_status(record: &mut PodRecord, decision: &sync::Decision) {
     record.pod.status = Some(status);
 }
 
+/// `{terminated: ...}` for an instance of container `id` that exited.
+fn terminated(f: Finished, id: &str) -> ContainerState {
+    ContainerState::terminated(StateTerminated {
+        exit_code: f.exit_code,
+        reason: Some(StateTerminated::reason_for(f.exit_code, f.oom_killed).into()),
+        started_at: f.started_at.map(rfc3339),
+        finished_at: Some(rfc3339(f.finished_at)),
+        container_id: Some(format!("kthw://{id}")),
+        ..Default::default()
+    })
+}
+
+/// A duration as Go prints it (`time.Duration.String`), for messages that read like the
+/// kubelet's: `200ms`, `1.6s`, `10s`, `2m40s`, `5m0s`.
+fn go_duration(d: Duration) -> String {
+    let trim = |s: String| s.trim_end_matches('0').trim_end_matches('.').to_string();
+    if d.is_zero() {
+        return "0s".into();
+    }
+    if d < Duration::from_secs(1) {
+        let nanos = d.subsec_nanos();
+        return format!("{}ms", trim(format!("{}.{:06}", nanos / 1_000_000, nanos % 1_000_000)));
+    }
+    let secs = d.as_secs();
+    let s = trim(format!("{}.{:09}", secs % 60, d.subsec_nanos()));
+    match (secs / 3600, secs / 60 % 60) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m{s}s"),
+        (h, m) => format!("{h}h{m}m{s}s"),
+    }
+}
+
 /// The phase to show for a record: its status's, or `Unknown` when its supervisor
 /// died without saying how the pod ended.
 pub fn phase(record: &PodRecord) -> String {
@@ -439,5 +492,23 @@ pub fn phase(record: &PodRecord) -> String {
     match record.supervisor {
         Some(pid) if !store::alive(pid) && !matches!(phase, PodPhase::Succeeded | PodPhase::Failed) => "Unknown".into(),
         _ => format!("{phase:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Back-off delays read as Go prints them, as in the kubelet's CrashLoopBackOff message.
+    #[test]
+    fn durations_read_like_go() {
+        let ms = Duration::from_millis;
+        assert_eq!(go_duration(ms(200)), "200ms");
+        assert_eq!(go_duration(ms(1600)), "1.6s");
+        assert_eq!(go_duration(ms(10_000)), "10s");
+        assert_eq!(go_duration(ms(160_000)), "2m40s");
+        assert_eq!(go_duration(ms(300_000)), "5m0s");
+        assert_eq!(go_duration(ms(3_600_000)), "1h0m0s");
+        assert_eq!(go_duration(Duration::ZERO), "0s");
     }
 }

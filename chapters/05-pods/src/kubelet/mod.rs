@@ -15,9 +15,13 @@
 //! - [`containers`]: app and init containers joining the sandbox.
 //! - [`executor`]: the sync loop that runs [`crate::sync::decide`]'s actions.
 //! - [`probe`]: liveness, readiness and startup probes, counted into verdicts.
+//! - [`supervisor`]: `kthw pod run -d`, the supervisor as a background process.
+//! - [`follow`]: a foreground pod's container output on the terminal, `[container] line`.
+//! - [`printer`]: `kthw pod ls`'s READY, STATUS and RESTARTS, by kubectl's rules.
 //!
 //! The process that runs [`Kubelet::run`] is the pod's supervisor: the parent of its
-//! containers. `kthw pod run -d` starts that process in the background.
+//! containers. `kthw pod run -d` starts that process in the background
+//! ([`Kubelet::run_detached`]).
 //!
 //! What the real kubelet does differently: one kubelet runs every pod of the node, gets
 //! them from the API server (chapter 7), and leaves sandboxes and containers to a CRI
@@ -27,15 +31,20 @@
 pub mod cgroups;
 pub mod containers;
 pub mod executor;
+pub mod follow;
+pub mod printer;
 pub mod probe;
 pub mod sandbox;
 pub mod store;
+pub mod supervisor;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kthw_lab::Paths;
 use kthw_rootfs::Store;
 use kthw_runtime::Runtime;
+use kthw_runtime::engine::log::Stream;
 use nix::sys::signal::Signal;
 
 pub use store::PodRecord;
@@ -87,6 +96,52 @@ impl Kubelet {
     pub fn run(&self, pod: Pod, events: &mut dyn FnMut(&str)) -> Result<PodRecord> {
         executor::stop_on_signals();
         executor::run(self, pod, events)
+    }
+
+    /// Runs `pod` like [`Kubelet::run`], and meanwhile sends each line its containers
+    /// write to `output`, as `[container] line` with the stream it came from (see
+    /// [`follow`]), until the pod ends. A thread follows the logs, so the sync loop
+    /// does not wait for the terminal.
+    ///
+    /// # Errors
+    /// As [`executor::run`].
+    pub fn run_attached(
+        &self,
+        pod: Pod,
+        events: &mut dyn FnMut(&str),
+        output: &mut (dyn FnMut(Stream, &str) + Send),
+    ) -> Result<PodRecord> {
+        // Before following: the logs of an older pod of that name are not this pod's.
+        store::ensure_absent(&self.paths, pod.name())?;
+        let mut follower = follow::Follower::new(&self.paths, &pod);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                loop {
+                    let last = done.load(Ordering::Acquire); // then one more full pass
+                    for (container, entry) in follower.poll() {
+                        output(entry.stream, &follow::prefixed(&container, &entry));
+                    }
+                    if last {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20)); // as `kthw logs -f`
+                }
+            });
+            let result = self.run(pod, events);
+            done.store(true, Ordering::Release);
+            result
+        })
+    }
+
+    /// Starts pod `name` in the background: `supervisor` is the command that runs it in
+    /// the foreground (the caller's way of saying `kthw pod run --supervise -f FILE`);
+    /// see [`supervisor::start`].
+    ///
+    /// # Errors
+    /// As [`supervisor::start`].
+    pub fn run_detached(&self, name: &str, supervisor: std::process::Command) -> Result<PodRecord> {
+        supervisor::start(&self.paths, name, supervisor)
     }
 
     /// Every pod's record.
@@ -147,6 +202,23 @@ impl Kubelet {
         )
         .map_err(kthw_runtime::Error::from)?;
         Ok(process.wait().map_err(kthw_runtime::Error::from)?)
+    }
+
+    /// [`rm`](Kubelet::rm) for several pods at once: each waits out its own grace period
+    /// at the same time as the others, as `kubectl delete pod a b` does (the API server
+    /// marks both for deletion and their kubelets stop them side by side), instead of
+    /// 30 s times the number of pods. Results in the order of `names`.
+    pub fn rm_all(&self, names: &[String]) -> Vec<(String, Result<()>)> {
+        std::thread::scope(|scope| {
+            let removing: Vec<_> = names.iter().map(|name| (name, scope.spawn(|| self.rm(name)))).collect();
+            removing
+                .into_iter()
+                .map(|(name, handle)| {
+                    let done = handle.join().unwrap_or_else(|_| Err(Error::bad(format!("pod {name}"), "rm panicked")));
+                    (name.clone(), done)
+                })
+                .collect()
+        })
     }
 
     /// Stops pod `name` (SIGTERM to its supervisor, which stops the containers with the

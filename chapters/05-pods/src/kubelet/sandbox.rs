@@ -7,6 +7,9 @@
 //! create pause ──▶ /proc/PAUSE/ns/net ──CNI ADD──▶ eth0 10.200.0.5/24 ──▶ start pause
 //! ```
 //!
+//! The pod network's config is the first file of `state/cni/net.d`; [`select_plugins`]
+//! (`kthw pod network --plugins kthw|debian`) writes ours or Debian's there.
+//!
 //! What containerd does differently (`RunPodSandbox`): it makes the network namespace
 //! first, as a bind mount under `/var/run/netns/cni-<uuid>`, runs CNI on it, and only
 //! then starts the pause container inside it. The namespace then survives a pause that
@@ -63,20 +66,98 @@ pub fn helper_binary(env: &str, name: &str) -> Result<PathBuf> {
 pub fn network(paths: &Paths) -> Result<Cni> {
     let root = paths.state.join("cni");
     let bin = root.join("bin");
-    let conf = root.join("net.d");
     if !bin.join(cni::bridge::TYPE).exists() {
         cni::install_plugin(&bin, &helper_binary("KTHW_CNI_BRIDGE", "kthw-cni-bridge")?)?;
     }
-    let has_config = std::fs::read_dir(&conf).map(|mut d| d.next().is_some()).unwrap_or(false);
-    if !has_config {
-        std::fs::create_dir_all(&conf).map_err(Error::io("create", &conf))?;
-        let config = cni::kthw_bridge_config(paths, cni::pod_subnet(paths)?);
-        let path = conf.join("10-kthw-pods.conflist");
-        let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::bad("CNI config", e))?;
-        std::fs::write(&path, text).map_err(Error::io("write", &path))?;
-    }
-    Cni::load(&conf, vec![bin, PathBuf::from(cni::DEBIAN_BIN_DIR)], root.join("cache"))
+    let config = network_config(paths)?;
+    Ok(Cni::new(config, vec![bin, PathBuf::from(cni::DEBIAN_BIN_DIR)], root.join("cache")))
 }
+
+/// The pod network's CNI config dir: `state/cni/net.d`.
+pub fn config_dir(paths: &Paths) -> PathBuf {
+    paths.state.join("cni/net.d")
+}
+
+/// The file [`select_plugins`] writes (and the first pod, with our plugin): `10-` so that
+/// it sorts first, as the runtime takes the first file by name.
+pub const CONFIG_FILE: &str = "10-kthw-pods.conflist";
+
+/// Which plugins the pod network runs: ours, or Debian's `containernetworking-plugins`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plugins {
+    /// `kthw-bridge` ([`cni::kthw_bridge_config`]).
+    Kthw,
+    /// `bridge` + `host-local`, then `loopback` ([`cni::debian_bridge_config`]).
+    Debian,
+}
+
+impl std::str::FromStr for Plugins {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Plugins> {
+        match s {
+            "kthw" => Ok(Plugins::Kthw),
+            "debian" => Ok(Plugins::Debian),
+            other => Err(Error::bad(format!("plugins {other:?}"), "choose `kthw` (ours) or `debian`")),
+        }
+    }
+}
+
+/// The network config in use, after writing ours if the config dir has none (what the
+/// first pod does).
+///
+/// # Errors
+/// If the config cannot be written, or the first file of the dir is not a valid config.
+pub fn network_config(paths: &Paths) -> Result<cni::NetworkConfig> {
+    let conf = config_dir(paths);
+    let has_config = cni::config::config_files(&conf).is_ok_and(|files| !files.is_empty());
+    if !has_config {
+        cni::config::write(&conf, CONFIG_FILE, &cni::kthw_bridge_config(paths, cni::pod_subnet(paths)?))?;
+    }
+    cni::config::load_dir(&conf)
+}
+
+// ANCHOR: select_plugins
+/// Selects the plugins of the pod network: writes their config, for this instance's
+/// bridge and subnet, as [`CONFIG_FILE`]. Refused while a pod exists: its address was
+/// handed out by the other plugins' IPAM, and the new ones could neither `DEL` nor
+/// `CHECK` it.
+///
+/// # Errors
+/// [`Error::Bad`] naming the pods to remove first, or a config file that sorts before
+/// ours (the runtime would keep using it); a file that cannot be written.
+pub fn select_plugins(paths: &Paths, plugins: Plugins) -> Result<cni::NetworkConfig> {
+    let pods: Vec<String> = super::store::list(paths)?.iter().map(|r| r.pod.name().to_string()).collect();
+    if !pods.is_empty() {
+        return Err(Error::bad(
+            "the pod network's plugins",
+            format!(
+                "cannot change while pods exist ({}): their IPs came from the other plugins' IPAM; \
+                 remove them first with `kthw pod rm {}`",
+                pods.join(", "),
+                pods.join(" ")
+            ),
+        ));
+    }
+    let conf = config_dir(paths);
+    let ours = conf.join(CONFIG_FILE);
+    if let Some(first) = cni::config::config_files(&conf).ok().and_then(|f| f.into_iter().next())
+        && first < ours
+    {
+        return Err(Error::bad(
+            format!("the CNI config {}", first.display()),
+            format!("sorts before {CONFIG_FILE}, so the runtime would keep using it; move it away first"),
+        ));
+    }
+    let subnet = cni::pod_subnet(paths)?;
+    let config = match plugins {
+        Plugins::Kthw => cni::kthw_bridge_config(paths, subnet),
+        Plugins::Debian => cni::debian_bridge_config(paths, subnet),
+    };
+    cni::config::write(&conf, CONFIG_FILE, &config)?;
+    cni::config::load_file(&ours)
+}
+// ANCHOR_END: select_plugins
 
 /// The pause image, made from our `kthw-pause` binary the first time.
 ///
@@ -90,9 +171,13 @@ pub fn ensure_pause_image(kubelet: &Kubelet) -> Result<()> {
     Ok(())
 }
 
-fn rt_conf(pod: &str, uid: &str, pid: i32) -> RuntimeConf {
+/// What CNI is told about pod `pod`'s sandbox: its id, the pause's netns, the K8S_* args.
+pub fn rt_conf(pod: &str, uid: &str, pid: i32) -> RuntimeConf {
     let mut rt = RuntimeConf::new(id(pod), format!("/proc/{pid}/ns/net"));
     rt.args = vec![
+        // Without it, plugins built on the CNI Go library (Debian's) refuse the K8S_*
+        // keys they do not know; containerd and CRI-O pass it first too.
+        ("IgnoreUnknown".into(), "1".into()),
         ("K8S_POD_NAMESPACE".into(), "default".into()),
         ("K8S_POD_NAME".into(), pod.into()),
         ("K8S_POD_UID".into(), uid.into()),
@@ -107,10 +192,33 @@ fn rt_conf(pod: &str, uid: &str, pid: i32) -> RuntimeConf {
 /// # Errors
 /// The pause image, the runtime or a CNI plugin failing.
 pub fn create(kubelet: &Kubelet, pod: &crate::api::Pod, uid: &str, dir: &Path) -> Result<Sandbox> {
+    let name = pod.name();
+    let started = create_pause(kubelet, pod, uid, dir)?;
+    let pid = started.pid;
+    let connected = connect(kubelet, name, uid, pid).and_then(|ip| {
+        kubelet.runtime.start(&id(name))?;
+        Ok(ip)
+    });
+    match connected {
+        Ok(ip) => Ok(Sandbox { started, ip }),
+        Err(e) => {
+            remove(kubelet, name, uid, pid);
+            Err(e)
+        }
+    }
+}
+
+/// The pause container of `pod`, created in new namespaces (pid included) with the
+/// pod's host name, and not started yet: between `create` and `start` is when CNI wires
+/// its network namespace.
+///
+/// # Errors
+/// The pause image or the runtime failing.
+pub fn create_pause(kubelet: &Kubelet, pod: &crate::api::Pod, uid: &str, dir: &Path) -> Result<Started> {
     ensure_pause_image(kubelet)?;
     let name = pod.name();
     let hostname = pod.spec.hostname.clone().unwrap_or_else(|| name.to_string());
-    let req = Request {
+    containers::create(&Request {
         paths: &kubelet.paths,
         store: &kubelet.store,
         runtime: &kubelet.runtime,
@@ -125,24 +233,16 @@ pub fn create(kubelet: &Kubelet, pod: &crate::api::Pod, uid: &str, dir: &Path) -
         resources: json!(null),
         mounts: vec![],
         user: None,
-    };
-    let started = containers::create(&req)?;
-    let pid = started.pid;
-    let connected = kubelet.network()?.add(&rt_conf(name, uid, pid));
-    let result = match connected {
-        Ok(result) => kubelet.runtime.start(&id(name)).map(|()| result).map_err(Error::from),
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(result) => {
-            let ip = result.ips.first().map(|ip| ip.address.split('/').next().unwrap_or_default().to_string());
-            Ok(Sandbox { started, ip })
-        }
-        Err(e) => {
-            remove(kubelet, name, uid, pid);
-            Err(e)
-        }
-    }
+    })
+}
+
+/// CNI ADD for the network namespace of the pause process `pid`; returns the pod IP.
+///
+/// # Errors
+/// The CNI config or a plugin failing.
+pub fn connect(kubelet: &Kubelet, pod: &str, uid: &str, pid: i32) -> Result<Option<String>> {
+    let result = kubelet.network()?.add(&rt_conf(pod, uid, pid))?;
+    Ok(result.ips.first().map(|ip| ip.address.split('/').next().unwrap_or_default().to_string()))
 }
 // ANCHOR_END: run_sandbox
 

@@ -59,7 +59,34 @@ pub struct ContainerRecord {
     pub started_at: Option<SystemTime>,
     /// Exit code and time of the latest instance, once it exited.
     pub exit: Option<(i32, SystemTime)>,
+    /// The latest instance was killed by the OOM killer (its cgroup counted an `oom_kill`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
+    /// The instance before the latest, once the container was restarted: the status's
+    /// `lastState`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Finished>,
+    /// The id of the image it was started from (its config's digest): `imageID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
     pub back_off: Option<BackOffRecord>,
+}
+
+/// An instance that exited.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Finished {
+    pub exit_code: i32,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: SystemTime,
+    pub oom_killed: bool,
+}
+
+impl ContainerRecord {
+    /// The latest instance, if it exited.
+    pub fn finished(&self) -> Option<Finished> {
+        let (exit_code, finished_at) = self.exit?;
+        Some(Finished { exit_code, started_at: self.started_at, finished_at, oom_killed: self.oom_killed })
+    }
 }
 
 /// A container's [`BackOff`] entry, as stored.
@@ -127,6 +154,27 @@ pub fn read(paths: &Paths, name: &str) -> Result<PodRecord> {
         Err(e) => return Err(Error::io("read", path)(e)),
     };
     serde_json::from_slice(&bytes).map_err(|e| Error::bad(path.display().to_string(), e))
+}
+
+/// Fails if pod `name` exists: running (its supervisor is alive), or stopped with its
+/// record left behind. Names are unique on a node, as in a namespace of the API server.
+///
+/// # Errors
+/// [`Error::Bad`] saying which of the two, and how to get rid of it.
+pub fn ensure_absent(paths: &Paths, name: &str) -> Result<()> {
+    if !dir(paths, name).exists() {
+        return Ok(());
+    }
+    let what = format!("pod {name:?}");
+    let why = match read(paths, name).map(|r| r.supervisor.filter(|pid| alive(*pid))) {
+        Ok(Some(pid)) => format!(
+            "runs already (its supervisor is pid {pid}); stop and remove it with `kthw pod rm {name}`, \
+             or give the new pod another name"
+        ),
+        Ok(None) => format!("exists already and has stopped; remove it first with `kthw pod rm {name}`"),
+        Err(_) => format!("its folder {} is left over; remove it", dir(paths, name).display()),
+    };
+    Err(Error::bad(what, why))
 }
 
 /// Every pod's record, by name.
