@@ -46,6 +46,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get -y -q --no-install-recommends install "${missing[@]}"
 fi
 
+# systemd-udevd gives every new virtual interface, veths included, a "persistent" MAC of
+# its own (99-default.link: MACAddressPolicy=persistent) just after it is made. A CNI
+# plugin that reported the veth's first MAC then fails CHECK ("Mac doesn't match"), and
+# neighbours may cache the wrong one. Leave veths' MACs to whoever made them, as Flatcar
+# and the Calico and Flannel docs do. (The host has no udev, so it never sees this.)
+link=/etc/systemd/network/50-kthw-veth.link
+if [ ! -f "$link" ]; then
+  mkdir -p "${link%/*}"
+  printf '%s\n' '# kthw (vagrant/provision.sh): CNI plugins set the MAC of the veths they make' \
+    '[Match]' 'Driver=veth' '' '[Link]' 'MACAddressPolicy=none' > "$link"
+  udevadm control --reload 2>/dev/null || true
+fi
+
 if [ -x /kthw/vagrant/.cache/stage/bin/kthw ]; then
   # kthw, and the host tools lab-vms staged next to it (kubectl)
   for f in /kthw/vagrant/.cache/stage/bin/*; do ln -sfn "$f" /usr/local/bin/; done

@@ -18,7 +18,12 @@ use kthw_pods::cni::{self, Cni, CniResult, RuntimeConf};
 use serde_json::{Value, json};
 
 /// Our plugin's binary, as cargo built it for these tests.
-const PLUGIN: &str = env!("CARGO_BIN_EXE_kthw-cni-bridge");
+/// Our plugin: `$KTHW_CNI_BRIDGE` if set (the lab VMs run a staged copy), else the one
+/// cargo built with this test.
+fn plugin() -> PathBuf {
+    std::env::var_os("KTHW_CNI_BRIDGE")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kthw-cni-bridge")), PathBuf::from)
+}
 
 /// Which plugins a test's network uses.
 #[derive(Clone, Copy, PartialEq)]
@@ -48,7 +53,7 @@ impl Lab {
         let (config, bin_dir) = match plugins {
             Plugins::Ours => {
                 let bin = self.home.path().join("cni/bin");
-                cni::install_plugin(&bin, Path::new(PLUGIN)).unwrap();
+                cni::install_plugin(&bin, &plugin()).unwrap();
                 (cni::kthw_bridge_config(&self.home.paths, subnet), bin)
             }
             Plugins::Debian => {
@@ -304,7 +309,7 @@ fn plugin_errors_are_surfaced_with_their_msg() {
         "plugins": [{"type": "kthw-bridge", "bridge": lab.bridge()}]});
     cni::config::write(&lab.conf_dir(), "10-pods.conflist", &ours).unwrap();
     let bin = lab.home.path().join("cni/bin");
-    cni::install_plugin(&bin, Path::new(PLUGIN)).unwrap();
+    cni::install_plugin(&bin, &plugin()).unwrap();
     let err = lab.cni_with(vec![bin.clone()]).add(&pod.rt("bad")).unwrap_err();
     match &err {
         Error::Cni { plugin, command, code, msg, .. } => {
