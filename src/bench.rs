@@ -54,9 +54,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         return pod(&kthw_pods::bench::Options { n, rounds, profile });
     }
     // Both stores live under the state folder, so they share a disk.
-    let base = kthw_lab::Paths::from_env().state;
-    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    let dir = tempfile::Builder::new().prefix("bench-").tempdir_in(&base).context("cannot create a scratch folder")?;
+    let dir = scratch()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let lines = runtime.block_on(async {
         match command {
@@ -65,18 +63,13 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             Command::Runtime { .. } | Command::Pod { .. } => unreachable!("handled above, without an async runtime"),
         }
     })?;
-    for line in &lines {
-        println!("{line}");
-    }
-    Ok(if lines.iter().any(|l| l.ends_with("MISSED")) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(print_report(&lines))
 }
 
 /// `kthw bench runtime`: synchronous, and before any thread starts, because it moves this
 /// process into a mount namespace of its own (the cgroup mask crun needs on hybrid hosts).
 fn runtime(opts: kthw_runtime::bench::Options) -> anyhow::Result<ExitCode> {
-    let base = kthw_lab::Paths::from_env().state;
-    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    let dir = tempfile::Builder::new().prefix("bench-").tempdir_in(&base).context("cannot create a scratch folder")?;
+    let dir = scratch()?;
     let exe = std::env::current_exe().context("cannot find the kthw binary to benchmark")?;
     if cfg!(debug_assertions) {
         // Measured here: a debug build is 1.5-1.7x crun, the same code built --release 0.9-1.0x.
@@ -86,18 +79,13 @@ fn runtime(opts: kthw_runtime::bench::Options) -> anyhow::Result<ExitCode> {
         );
     }
     let lines = kthw_runtime::bench::run_runtime_bench(dir.path(), &exe, &opts, &mut |line: &str| eprintln!("{line}"))?;
-    for line in &lines {
-        println!("{line}");
-    }
-    Ok(if lines.iter().any(|l| l.ends_with("MISSED")) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(print_report(&lines))
 }
 
 /// `kthw bench pod`: like `kthw bench runtime`, synchronous and before any thread starts
 /// (the same private mount namespace with the cgroup mask).
 fn pod(opts: &kthw_pods::bench::Options) -> anyhow::Result<ExitCode> {
-    let base = kthw_lab::Paths::from_env().state;
-    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
-    let dir = tempfile::Builder::new().prefix("bench-").tempdir_in(&base).context("cannot create a scratch folder")?;
+    let dir = scratch()?;
     if cfg!(debug_assertions) {
         eprintln!(
             "note: this kthw is a debug build, and ours pays for it (the kubelet, runtime and CNI code run \
@@ -106,8 +94,20 @@ fn pod(opts: &kthw_pods::bench::Options) -> anyhow::Result<ExitCode> {
         );
     }
     let lines = kthw_pods::bench::run_pod_bench(dir.path(), opts, &mut |line: &str| eprintln!("{line}"))?;
-    for line in &lines {
+    Ok(print_report(&lines))
+}
+
+/// A scratch folder under the state folder, removed when dropped.
+fn scratch() -> anyhow::Result<tempfile::TempDir> {
+    let base = kthw_lab::Paths::from_env().state;
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    tempfile::Builder::new().prefix("bench-").tempdir_in(&base).context("cannot create a scratch folder")
+}
+
+/// Prints a benchmark's lines; the exit code says whether a target line ended `MISSED`.
+fn print_report(lines: &[String]) -> ExitCode {
+    for line in lines {
         println!("{line}");
     }
-    Ok(if lines.iter().any(|l| l.ends_with("MISSED")) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    if lines.iter().any(|l| l.ends_with("MISSED")) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

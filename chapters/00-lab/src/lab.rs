@@ -223,6 +223,29 @@ pub fn render_stage(stage: &StageReport) -> String {
     out
 }
 
+/// `GET path` on `addr`, HTTP/1.0 by hand (a checker needs no HTTP client), with 3 s
+/// timeouts: the status line and the body. For labs whose stage fetches a page that a
+/// container serves (on loopback or on the project's own bridge).
+///
+/// # Errors
+/// What failed (connect, send or read) and where, as a stage's evidence.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(String, String), String> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(3);
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect to {addr}: {e}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip()).as_bytes())
+        .map_err(|e| format!("send to {addr}: {e}"))?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(|e| format!("read from {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((head.lines().next().unwrap_or("").to_string(), body.to_string()))
+}
+
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-22T03:04:05.678Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()

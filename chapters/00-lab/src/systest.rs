@@ -45,6 +45,9 @@ pub enum Need {
     Overlayfs,
     /// This program is on `PATH` (e.g. `runc`, `iptables`, `busybox`).
     Command(&'static str),
+    /// This file exists, installed by that Debian package (e.g. a CNI plugin in
+    /// `/usr/lib/cni`, which is not on `PATH`).
+    File { path: &'static str, package: &'static str },
 }
 
 impl fmt::Display for Need {
@@ -56,6 +59,7 @@ impl fmt::Display for Need {
             Need::CgroupMode(m) => write!(f, "cgroup mode {m}"),
             Need::Overlayfs => write!(f, "overlayfs"),
             Need::Command(c) => write!(f, "the `{c}` command"),
+            Need::File { path, package } => write!(f, "{path} (Debian package {package})"),
         }
     }
 }
@@ -86,6 +90,10 @@ impl Need {
                 host::try_overlayfs(&scratch).map_err(|e| format!("mounting overlay failed: {e}"))
             }
             Need::Command(c) => host::which(c).map(|_| ()).ok_or_else(|| format!("`{c}` is not on PATH")),
+            Need::File { path, package } if !Path::new(path).exists() => {
+                Err(format!("{path} is missing: apt-get install {package}"))
+            }
+            Need::File { .. } => Ok(()),
         }
     }
 }
@@ -146,6 +154,26 @@ pub fn is_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// The `kthw` binary for a test that runs it (a lab's `solution.sh`, say): `$KTHW`, or
+/// the one cargo built beside the test binary (`cargo test --workspace` builds it).
+/// `None` after printing a skip that says to run `build` first; under `CI=true` a
+/// missing binary fails the test instead, as [`require!`](crate::require) does.
+///
+/// # Panics
+/// Under `CI=true`, when there is no binary.
+pub fn kthw_binary(build: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("KTHW").map(std::path::PathBuf::from).or_else(|| {
+        let exe = std::env::current_exe().ok()?;
+        let candidate = exe.parent()?.parent()?.join("kthw");
+        candidate.is_file().then_some(candidate)
+    });
+    if found.is_none() {
+        assert!(!is_ci(), "CI must build the kthw binary before this test (cargo test --workspace)");
+        eprintln!("SKIPPED: no kthw binary; run `{build}` first or set KTHW");
+    }
+    found
+}
+
 /// A fresh `KTHW_HOME` for one test: its own state directories and instance name, so
 /// system tests run side by side without sharing a bridge, a chain or a cgroup. The
 /// folder is removed when the value is dropped (host-wide leftovers are the test's to
@@ -203,6 +231,14 @@ macro_rules! require {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A file a package installs is there or not; if not, the reason names the package.
+    #[test]
+    fn a_missing_file_names_its_package() {
+        let missing = Need::File { path: "/no/such/kthw-plugin", package: "kthw-example" };
+        assert_eq!(missing.check(), Err("/no/such/kthw-plugin is missing: apt-get install kthw-example".into()));
+        assert_eq!(Need::File { path: "/", package: "base-files" }.check(), Ok(()));
+    }
 
     // A test whose needs are all met runs, in CI or not.
     #[test]

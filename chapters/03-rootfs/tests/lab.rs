@@ -13,17 +13,6 @@ fn solution() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../labs/03-rootfs/solution.sh")
 }
 
-/// The `kthw` binary: `$KTHW`, or the one cargo built beside this test
-/// (`cargo test --workspace` builds it; `cargo build` does too).
-fn kthw_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("KTHW") {
-        return Some(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.parent()?.join("kthw");
-    candidate.is_file().then_some(candidate)
-}
-
 fn run_solution(kthw: &PathBuf, home: &TestHome, args: &[&str]) -> std::process::Output {
     Command::new("bash")
         .arg(solution())
@@ -49,11 +38,7 @@ impl Drop for Cleanup<'_> {
 #[test]
 fn solution_passes_the_checker_and_cleans_up() {
     require!(Need::Root, Need::Overlayfs, Need::Command("bash"));
-    let Some(kthw) = kthw_binary() else {
-        assert!(!kthw_lab::systest::is_ci(), "CI must build the kthw binary before this test (cargo test --workspace)");
-        eprintln!("SKIPPED: no kthw binary; run `cargo build` first or set KTHW");
-        return;
-    };
+    let Some(kthw) = kthw_lab::systest::kthw_binary("cargo build") else { return };
     let home = TestHome::new();
     let _cleanup = Cleanup(&kthw, &home);
     let ctx = Context { paths: home.paths.clone() };

@@ -14,13 +14,11 @@
 //! a container actually is.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use kthw_cgroups::{Cgroup, Version, cgroup::process_cgroup};
 use kthw_lab::host::CgroupLayout;
-use kthw_lab::lab::{Context, Failure, Lab, Outcome, Stage};
+use kthw_lab::lab::{Context, Failure, Lab, Outcome, Stage, http_get};
 use kthw_rootfs::Store;
 
 use crate::engine::log::{Stream, parse_line};
@@ -301,27 +299,10 @@ fn dnat(ctx: &Context) -> Outcome {
     Ok(format!("{chain}: DNAT --dport {port} --to-destination {to}; PREROUTING and OUTPUT jump to it"))
 }
 
-/// `GET /PATH` on `127.0.0.1:port`; the status line and the body.
-fn http_get(port: u16, path: &str) -> Result<(String, String), String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let timeout = Duration::from_secs(3);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect to {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).map_err(|e| format!("read from {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Ok((head.lines().next().unwrap_or("").to_string(), body.to_string()))
-}
-
 fn page(ctx: &Context) -> Outcome {
     let (_, record, _) = running(ctx)?;
     let port = published_port(&record)?;
-    let (status, body) = http_get(port, "/").map_err(|e| {
+    let (status, body) = http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "/").map_err(|e| {
         Failure::new(
             e,
             "check the DNAT rule, `sysctl net.ipv4.conf.kthw0.route_localnet` (must be 1) and the MASQUERADE rule for 127.0.0.0/8",

@@ -15,13 +15,11 @@
 //! behind the container runtime.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
-use std::time::Duration;
 
-use kthw_lab::lab::{Context, Failure, Lab, Outcome, Stage};
+use kthw_lab::lab::{Context, Failure, Lab, Outcome, Stage, http_get};
 use kthw_runtime::engine::log::{Stream, parse_line};
 use serde_json::Value;
 
@@ -405,28 +403,13 @@ fn on_bridge(ctx: &Context) -> Outcome {
     ))
 }
 
-/// `GET PATH` on `addr`; the status line and the body.
-fn http_get(addr: SocketAddr, path: &str) -> Result<(String, String), String> {
-    let timeout = Duration::from_secs(3);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect to {addr}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip()).as_bytes())
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).map_err(|e| format!("read from {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Ok((head.lines().next().unwrap_or("").to_string(), body.trim().to_string()))
-}
-
 fn page(ctx: &Context) -> Outcome {
     let web = pod(ctx, WEB)?;
     let ip = pod_ip(&web).ok_or_else(|| Failure::new("pod web has no podIP", run_step(WEB)))?;
     let addr = SocketAddr::from((ip, WEB_PORT));
     let get = |path| {
-        http_get(addr, path).map_err(|e| {
+        // Trimmed: the init container's files end with a newline.
+        http_get(addr, path).map(|(status, body)| (status, body.trim().to_string())).map_err(|e| {
             Failure::new(
                 e,
                 "the server listens on port 8080 of the pod IP; `sudo kthw pod logs web -c server` says why not",

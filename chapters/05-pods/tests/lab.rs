@@ -8,22 +8,11 @@ use std::process::{Command, Output, Stdio};
 
 use kthw_lab::lab::{Context, Report, StageResult};
 use kthw_lab::require;
-use kthw_lab::systest::{Need, TestHome, is_ci};
+use kthw_lab::systest::{Need, TestHome};
 use kthw_pods::{cni, lab};
 
 fn solution() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../labs/05-pods/solution.sh")
-}
-
-/// The `kthw` binary: `$KTHW`, or the one cargo built beside this test (`cargo test
-/// --workspace` builds it, and this crate's `kthw-pause` and `kthw-cni-bridge` with it).
-fn kthw_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("KTHW") {
-        return Some(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.parent()?.join("kthw");
-    candidate.is_file().then_some(candidate)
 }
 
 fn kthw(kthw: &Path, home: &TestHome, args: &[&str]) -> Output {
@@ -61,19 +50,15 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-/// Whether Debian's plugins are installed; under CI=true they must be.
+/// Debian's plugins, through the one place that decides about missing prerequisites:
+/// a skip saying how to install them, or a failure under CI=true.
 fn debian_plugins() -> bool {
-    let missing: Vec<_> = ["bridge", "host-local", "loopback"]
-        .into_iter()
-        .filter(|p| !Path::new(cni::DEBIAN_BIN_DIR).join(p).exists())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("needs {missing:?} in {}: apt-get install containernetworking-plugins", cni::DEBIAN_BIN_DIR);
-    assert!(!is_ci(), "CI=true forbids skipping: {msg}");
-    eprintln!("SKIPPED: {msg}");
-    false
+    const PACKAGE: &str = "containernetworking-plugins";
+    kthw_lab::systest::can_run(&[
+        Need::File { path: "/usr/lib/cni/bridge", package: PACKAGE },
+        Need::File { path: "/usr/lib/cni/host-local", package: PACKAGE },
+        Need::File { path: "/usr/lib/cni/loopback", package: PACKAGE },
+    ])
 }
 
 /// The insta settings for the checker's output: the test's instance, subnet, PIDs,
@@ -127,11 +112,7 @@ fn solution_passes_the_checker_with_both_plugins_and_cleans_up() {
     if !debian_plugins() {
         return;
     }
-    let Some(kthw_bin) = kthw_binary() else {
-        assert!(!is_ci(), "CI must build the kthw binary before this test (cargo test --workspace)");
-        eprintln!("SKIPPED: no kthw binary; run `cargo build -p kthw -p kthw-pods --bins` first or set KTHW");
-        return;
-    };
+    let Some(kthw_bin) = kthw_lab::systest::kthw_binary("cargo build -p kthw -p kthw-pods --bins") else { return };
     let home = TestHome::new();
     let _cleanup = Cleanup(&kthw_bin, &home);
     let ctx = Context { paths: home.paths.clone() };
